@@ -1,0 +1,105 @@
+// Package config turns the environment (SPEC §3) into a validated Config.
+// It is pure: besides reading the files the variables name, it does no I/O
+// and touches no globals, so tests pass their own environment.
+package config
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"net/url"
+	"time"
+)
+
+// RouteType decides a route's extras (SPEC §2).
+type RouteType string
+
+// Route types.
+const (
+	TypeStock   RouteType = "stock"   // search cache, licensing guard, X-Product
+	TypeAEM     RouteType = "aem"     // AEM as a Cloud Service or 6.5
+	TypeGeneric RouteType = "generic" // anything else, e.g. Brand Portal
+)
+
+// AuthKind is how a route obtains its access token (SPEC §4).
+type AuthKind string
+
+// Auth kinds.
+const (
+	AuthJWT   AuthKind = "jwt"   // signed JWT exchanged at /ims/exchange/jwt
+	AuthOAuth AuthKind = "oauth" // client_credentials at /ims/token/v3
+	AuthToken AuthKind = "token" // a fixed token, used as is
+	AuthNone  AuthKind = "none"  // no Authorization added
+)
+
+// Config is the whole validated configuration.
+type Config struct {
+	IMSURL          string        // IMSPROXY_IMS_URL, no trailing slash
+	AdminListen     string        // IMSPROXY_ADMIN_LISTEN
+	LogLevel        slog.Level    // IMSPROXY_LOG_LEVEL
+	LogFormat       string        // IMSPROXY_LOG_FORMAT: "text" or "json"
+	ShutdownTimeout time.Duration // IMSPROXY_SHUTDOWN_TIMEOUT
+	CallersFile     string        // IMSPROXY_CALLERS_FILE, "" when unset
+	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
+	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
+	Routes          []Route       // in the order of IMSPROXY_ROUTES (or stock, aem)
+}
+
+// Route is one upstream with its own listener and credentials.
+type Route struct {
+	Name   string    // lower case, as in IMSPROXY_ROUTES
+	Type   RouteType // IMSPROXY_<NAME>_TYPE or inferred
+	Listen string    // host:port
+	// Upstream is the base URL requests are forwarded to (paths unchanged).
+	Upstream *url.URL
+	Auth     AuthKind
+	IMSURL   string // effective IMS base URL, no trailing slash
+
+	Credentials Credentials
+
+	Product           string // stock: X-Product sent when the caller sent none
+	Cache             Cache
+	AllowLicense      bool     // stock: forward licensing calls
+	DownloadUpstream  *url.URL // stock: host of licensed and watermarked downloads
+	LicenseDailyLimit int      // stock: 0 = no limit
+
+	CAFile       string         // "" when unset
+	RootCAs      *x509.CertPool // system roots plus CA_FILE; nil = system roots only
+	Timeout      time.Duration  // upstream response-header timeout
+	MaxBodyBytes int64          // largest request body accepted
+
+	// Files lists the credential files this route was loaded from
+	// (CREDENTIALS_FILE, PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE,
+	// CERTIFICATE_FILE): a change to any of them reloads the credentials.
+	Files []string
+}
+
+// Credentials is what a route needs to obtain a token. Secret fields never
+// print (see Secret and PrivateKey).
+type Credentials struct {
+	ClientID           string // API key; also sent as x-api-key
+	ClientSecret       Secret
+	OrgID              string // ...@AdobeOrg, the JWT iss
+	TechnicalAccountID string // ...@techacct.adobe.com, the JWT sub
+	PrivateKey         PrivateKey
+	// Metascopes as configured, trimmed: short names ("ent_user_sdk") or
+	// full claim URLs ("https://ims-na1.adobelogin.com/s/ent_user_sdk").
+	Metascopes []string
+	Scopes     []string // oauth
+	// JWTClaims holds the claims of JWT_PAYLOAD[_FILE] (without exp and jti,
+	// which are always set fresh); nil when no payload was given.
+	JWTClaims   map[string]any
+	AccessToken Secret // token auth
+
+	// CertificateExpiry is the NotAfter of the certificate registered for
+	// the key (credentials file publicKey or CERTIFICATE_FILE); zero when
+	// unknown.
+	CertificateExpiry time.Time
+}
+
+// Cache configures the stock search cache (SPEC §5).
+type Cache struct {
+	Size         int           // entries; 0 disables the cache
+	TTL          time.Duration // how long an answer is served
+	MaxBytes     int64         // total bytes of cached bodies
+	StaleIfError time.Duration // how long past TTL an entry may serve on upstream failure; 0 disables
+}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +89,11 @@ func (x exchange) do(ctx context.Context) (Token, error) {
 
 	var a answer
 	jsonErr := json.Unmarshal(body, &a)
+	if a.AccessToken != "" {
+		// A token sent beside an error is a secret too. Clip: never write
+		// into the caller's array.
+		x.secrets = append(slices.Clip(x.secrets), a.AccessToken)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &IMSError{StatusCode: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode)}
 		if jsonErr != nil {
@@ -105,8 +111,6 @@ func (x exchange) do(ctx context.Context) (Token, error) {
 	case jsonErr != nil:
 		return Token{}, invalid(x.scrub(describeBody(resp, body)))
 	case a.Error != "" || a.ErrorCode != "":
-		// The access token, if IMS sent one beside the error, is a secret too.
-		x.secrets = append(x.secrets, a.AccessToken)
 		code, desc := x.errorFields(a, CodeInvalidResponse)
 		return Token{}, &IMSError{StatusCode: resp.StatusCode, Code: code, Description: desc}
 	case a.AccessToken == "":

@@ -1,0 +1,175 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestSources_TurnIMSErrorsIntoIMSError(t *testing.T) {
+	tests := []struct {
+		name      string
+		status    int
+		body      string
+		wantCode  string // IMSError.Code
+		wantLabel string // ErrorCode
+		wantDesc  string // part of IMSError.Description
+		wantHint  string // part of Hint
+		retryable bool
+	}{
+		{"400 invalid_client", 400, `{"error":"invalid_client","error_description":"invalid client_id parameter"}`,
+			"invalid_client", "invalid_client", "invalid client_id parameter", "another IMS environment", false},
+		{"401 invalid_client", 401, `{"error":"invalid_client","error_description":"invalid client_secret parameter"}`,
+			"invalid_client", "invalid_client", "client_secret", "exchange_jwt", false},
+		{"invalid_token", 400, `{"error":"invalid_token","error_description":"JWT token is expired"}`,
+			"invalid_token", "invalid_token", "expired", "clock", false},
+		{"invalid_signature", 400, `{"error":"invalid_signature","error_description":"signature does not match"}`,
+			"invalid_signature", "invalid_signature", "signature", "certificate", false},
+		{"invalid_jti", 400, `{"error":"invalid_jti","error_description":"jti reused"}`,
+			"invalid_jti", "invalid_jti", "jti", "jti", true},
+		{"invalid_scope", 400, `{"error":"invalid_scope","error_description":"The metascopes in the JWT are not a subset of the metascopes in the binding."}`,
+			"invalid_scope", "invalid_scope", "metascopes", "METASCOPES", false},
+		{"bad_request", 400, `{"error":"bad_request","error_description":"bad sub"}`,
+			"bad_request", "bad_request", "bad sub", "TECHNICAL_ACCOUNT_ID", false},
+		{"internal_error", 500, `{"error":"internal_error","error_description":"Please try again later"}`,
+			"internal_error", "internal_error", "try again", "retried", true},
+		{"gateway shape", 403, `{"error_code":"403003","message":"Api Key is invalid"}`,
+			"403003", "http_4xx", "Api Key is invalid", "does not know", false},
+		{"unknown code", 400, `{"error":"brand_new_code","error_description":"new"}`,
+			"brand_new_code", "http_4xx", "new", "does not know", false},
+		{"error that is an object", 400, `{"error":{"code":7}}`,
+			"http_400", "http_4xx", "", "does not know", false},
+		{"HTML from a proxy", 502, `<html>Bad Gateway</html>`,
+			"http_502", "http_5xx", "not JSON", "failed", true},
+		{"empty 400", 400, ``, "http_400", "http_4xx", "empty answer", "does not know", false},
+		{"throttled", 429, ``, "http_429", "http_429", "empty answer", "throttling", true},
+		{"error on the success path", 200, `{"error":"invalid_scope","error_description":"not a subset"}`,
+			"invalid_scope", "invalid_scope", "not a subset", "METASCOPES", false},
+		{"unknown error on the success path", 200, `{"error":"odd"}`,
+			"odd", "invalid_response", "", "without a usable token", true},
+		{"200 without a token", 200, `{"token_type":"bearer","expires_in":86399999}`,
+			"invalid_response", "invalid_response", "no access_token", "without a usable token", true},
+		{"200 not JSON", 200, `token please`, "invalid_response", "invalid_response", "not JSON", "without a usable token", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ims := newFakeIMS(t, tt.status, tt.body)
+			_, err := testJWTSource(ims.URL).Fetch(context.Background())
+			var ie *IMSError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v (%T), want an *IMSError", err, err)
+			}
+			if ie.StatusCode != tt.status || ie.Code != tt.wantCode {
+				t.Errorf("status %d code %q, want %d %q", ie.StatusCode, ie.Code, tt.status, tt.wantCode)
+			}
+			if !strings.Contains(ie.Description, tt.wantDesc) {
+				t.Errorf("description %q, want it to contain %q", ie.Description, tt.wantDesc)
+			}
+			if got := ErrorCode(err); got != tt.wantLabel {
+				t.Errorf("ErrorCode = %q, want %q", got, tt.wantLabel)
+			}
+			if h := ie.Hint(); !strings.Contains(h, tt.wantHint) {
+				t.Errorf("Hint %q, want it to mention %q", h, tt.wantHint)
+			}
+			if Retryable(err) != tt.retryable {
+				t.Errorf("Retryable = %v, want %v", !tt.retryable, tt.retryable)
+			}
+			wantMsg := fmt.Sprintf("IMS answered %d %s", tt.status, tt.wantCode)
+			if !strings.HasPrefix(err.Error(), wantMsg) {
+				t.Errorf("message %q, want it to start with %q", err.Error(), wantMsg)
+			}
+		})
+	}
+}
+
+func TestIMSError_MessageFormat(t *testing.T) {
+	e := &IMSError{StatusCode: 400, Code: "invalid_signature", Description: "no match"}
+	if got, want := e.Error(), "IMS answered 400 invalid_signature: no match"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	e.Description = ""
+	if got, want := e.Error(), "IMS answered 400 invalid_signature"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestSources_UnreachableIMS(t *testing.T) {
+	_, err := testOAuthSource(closedURL(t)).Fetch(context.Background())
+	var ie *IMSError
+	if !errors.As(err, &ie) || ie.Code != CodeUnreachable || ie.StatusCode != 0 {
+		t.Fatalf("error %#v, want an *IMSError with code %s and status 0", err, CodeUnreachable)
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		t.Errorf("error %v does not wrap the transport error", err)
+	}
+	if ErrorCode(err) != CodeUnreachable || !Retryable(err) {
+		t.Errorf("ErrorCode %q, Retryable %v; want %s, true", ErrorCode(err), Retryable(err), CodeUnreachable)
+	}
+	if !strings.HasPrefix(err.Error(), "IMS unreachable: ") || !strings.Contains(ie.Hint(), "HTTPS_PROXY") {
+		t.Errorf("message %q, hint %q", err.Error(), ie.Hint())
+	}
+}
+
+func TestSources_CanceledFetchIsNotRetryable(t *testing.T) {
+	ims := newFakeIMS(t, 200, okJWTAnswer)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := testJWTSource(ims.URL).Fetch(ctx)
+	if !errors.Is(err, context.Canceled) || Retryable(err) {
+		t.Errorf("error %v: want one wrapping context.Canceled, not retryable", err)
+	}
+}
+
+func TestSources_DoNotFollowRedirects(t *testing.T) {
+	elsewhere := newFakeIMS(t, 200, okJWTAnswer)
+	ims := newFakeIMSFunc(t, func(w http.ResponseWriter, r *http.Request, _ url.Values) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	})
+	_, err := testJWTSource(ims.URL).Fetch(context.Background())
+	if ErrorCode(err) != "http_3xx" {
+		t.Errorf("error %v (code %q), want http_3xx", err, ErrorCode(err))
+	}
+	if elsewhere.count() != 0 {
+		t.Error("the redirect was followed: the client secret went to another server")
+	}
+}
+
+func TestErrorCode_IsBounded(t *testing.T) {
+	allowed := map[string]bool{}
+	label := regexp.MustCompile(`^[a-z0-9_]+$`)
+	for _, c := range ErrorCodes() {
+		if allowed[c] {
+			t.Errorf("ErrorCodes lists %q twice", c)
+		}
+		if !label.MatchString(c) {
+			t.Errorf("ErrorCodes has %q, not a tidy label value", c)
+		}
+		allowed[c] = true
+	}
+	var errs []error
+	for _, status := range []int{0, 200, 204, 301, 400, 401, 403, 404, 418, 429, 500, 502, 503, 599} {
+		for _, code := range []string{"", "invalid_client", "invalid_scope", "internal_error", "http_418",
+			"403003", "ims_unreachable", "invalid_response", "weird code with spaces", strings.Repeat("x", 500)} {
+			errs = append(errs, &IMSError{StatusCode: status, Code: code})
+		}
+	}
+	errs = append(errs, errors.New("boom"), fmt.Errorf("route stock: %w", &IMSError{StatusCode: 401, Code: "invalid_client"}),
+		fmt.Errorf("x: %w", ErrTokenExpired), context.DeadlineExceeded)
+	for _, err := range errs {
+		if c := ErrorCode(err); !allowed[c] {
+			t.Errorf("ErrorCode(%v) = %q, not in ErrorCodes()", err, c)
+		}
+	}
+	if ErrorCode(nil) != "" {
+		t.Error(`ErrorCode(nil) != ""`)
+	}
+	if got := ErrorCode(fmt.Errorf("route stock: %w", &IMSError{StatusCode: 401, Code: "invalid_client"})); got != "invalid_client" {
+		t.Errorf("ErrorCode of a wrapped IMSError = %q, want invalid_client", got)
+	}
+}

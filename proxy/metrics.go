@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imsproxy/imsproxy/tokens"
+)
+
+// Metrics holds the Prometheus collectors of SPEC §8. No label ever carries
+// a path, a query, a key or a token: every label value comes from a fixed
+// set (route names come from the configuration).
+type Metrics struct {
+	registry *prometheus.Registry
+
+	requests       *prometheus.CounterVec   // route, method, code, cache
+	upstream       *prometheus.HistogramVec // route
+	exchanges      *prometheus.CounterVec   // route, auth, outcome, error
+	cacheHits      *prometheus.CounterVec   // route
+	cacheMisses    *prometheus.CounterVec   // route
+	cacheEvictions *prometheus.CounterVec   // route
+	licences       *prometheus.CounterVec   // route, outcome
+
+	mu       sync.Mutex
+	counters map[requestKey]prometheus.Counter // resolved children, so the request path skips label hashing
+}
+
+type requestKey struct {
+	route, method, class, cache string
+}
+
+// NewMetrics returns the collectors registered on a registry of their own
+// (plus the Go runtime and process collectors).
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_requests_total",
+			Help: "Requests answered, by route, method, status class and cache result.",
+		}, []string{"route", "method", "code", "cache"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imsproxy_upstream_duration_seconds",
+			Help: "Time from sending a request upstream to its response headers.",
+			// 1 ms to 60 s (the default TIMEOUT).
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route"}),
+		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_token_exchanges_total",
+			Help: "Token exchanges with IMS, by route, auth kind, outcome and IMS error code.",
+		}, []string{"route", "auth", "outcome", "error"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_cache_hits_total",
+			Help: "Search answers served from the cache (fresh or stale).",
+		}, []string{"route"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_cache_misses_total",
+			Help: "Cacheable searches that had to go upstream.",
+		}, []string{"route"}),
+		cacheEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_cache_evictions_total",
+			Help: "Entries removed from the search cache to make room or because they expired.",
+		}, []string{"route"}),
+		licences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imsproxy_licenses_total",
+			Help: "Licensing attempts, by route and outcome.",
+		}, []string{"route", "outcome"}),
+		counters: make(map[requestKey]prometheus.Counter),
+	}
+	m.registry.MustRegister(m.requests, m.upstream, m.exchanges, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.licences,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Registry is where collectors are registered.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// countRequest records one answered request.
+func (m *Metrics) countRequest(route, method string, status int, cache string) {
+	k := requestKey{route: route, method: methodLabel(method), class: statusClass(status), cache: cache}
+	m.mu.Lock()
+	c, ok := m.counters[k]
+	if !ok {
+		c = m.requests.WithLabelValues(k.route, k.method, k.class, k.cache)
+		m.counters[k] = c
+	}
+	m.mu.Unlock()
+	c.Inc()
+}
+
+func (m *Metrics) upstreamObserver(route string) func(time.Duration) {
+	h := m.upstream.WithLabelValues(route)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
+}
+
+// ObserveExchange records one token exchange (tokens.Options.OnExchange).
+func (m *Metrics) ObserveExchange(e tokens.Exchange) {
+	outcome, code := "success", ""
+	if e.Err != nil {
+		outcome, code = "failure", tokens.ErrorCode(e.Err)
+	}
+	m.exchanges.WithLabelValues(e.Route, e.Kind, outcome, code).Inc()
+}
+
+// CacheHit, CacheMiss and CacheEviction count search-cache events.
+func (m *Metrics) CacheHit(route string)      { m.cacheHits.WithLabelValues(route).Inc() }
+func (m *Metrics) CacheMiss(route string)     { m.cacheMisses.WithLabelValues(route).Inc() }
+func (m *Metrics) CacheEviction(route string) { m.cacheEvictions.WithLabelValues(route).Inc() }
+
+// Licence counts a licensing attempt; outcome is one of a fixed set
+// ("licensed", "refused", "failed", ...).
+func (m *Metrics) Licence(route, outcome string) { m.licences.WithLabelValues(route, outcome).Inc() }
+
+// gaugeFunc registers a per-route gauge computed at scrape time.
+func (m *Metrics) gaugeFunc(name, help, route string, f func() float64) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: name, Help: help, ConstLabels: prometheus.Labels{"route": route},
+	}, f))
+}
+
+// watchTokens exports the seconds until the route's token expires
+// (negative or zero: none valid).
+func (m *Metrics) watchTokens(route string, mgr *tokens.Manager, now func() time.Time) {
+	m.gaugeFunc("imsproxy_token_expiry_seconds", "Seconds until the current token expires (0 without a valid token).", route,
+		func() float64 {
+			st := mgr.Status()
+			if !st.Ready || st.Expiry.IsZero() {
+				return 0
+			}
+			return st.Expiry.Sub(now()).Seconds()
+		})
+}
+
+// watchCertificate exports the expiry time of the route's certificate.
+func (m *Metrics) watchCertificate(route string, expiry func() time.Time) {
+	m.gaugeFunc("imsproxy_certificate_expiry_timestamp_seconds", "When the route's certificate expires (Unix time; 0 when unknown).", route,
+		func() float64 {
+			t := expiry()
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.Unix())
+		})
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, "COPY", "MOVE":
+		return m
+	}
+	return "OTHER"
+}
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func statusClass(status int) string {
+	if status >= 100 && status < 600 {
+		return statusClasses[status/100-1]
+	}
+	return "other"
+}

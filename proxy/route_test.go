@@ -70,7 +70,7 @@ func (u *recordingUpstream) all() []seen {
 	return append([]seen(nil), u.requests...)
 }
 
-func testRouteConfig(t *testing.T, upstream string) *config.Route {
+func testRouteConfig(t testing.TB, upstream string) *config.Route {
 	t.Helper()
 	u, err := url.Parse(upstream)
 	if err != nil {

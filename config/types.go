@@ -71,6 +71,10 @@ type Route struct {
 	// (CREDENTIALS_FILE, PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE,
 	// CERTIFICATE_FILE): a change to any of them reloads the credentials.
 	Files []string
+
+	// source is what Credentials were built from, for ReloadCredentials;
+	// nil for a Route not made by Load.
+	source *credentialSource
 }
 
 // Credentials is what a route needs to obtain a token. Secret fields never

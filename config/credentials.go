@@ -34,10 +34,10 @@ func (s *credentialSource) v(suffix string) string { return s.prefix + suffix }
 // The auth kind and the IMS URL stay as loaded: changing them needs a
 // restart.
 func (r *Route) ReloadCredentials() (Credentials, []string, error) {
-	if r.source == nil {
+	if r.reload == nil {
 		return Credentials{}, nil, errors.New("config: route " + r.Name + " was not made by Load and cannot reload")
 	}
-	c, _, files, ps := r.source.load()
+	c, _, files, ps := r.reload()
 	if len(ps) > 0 {
 		return Credentials{}, files, ps.err()
 	}

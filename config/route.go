@@ -113,9 +113,10 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 			v("ACCESS_TOKEN"), v("AUTH"))
 	}
 
-	r.source = &credentialSource{prefix: pfx, typ: typ, auth: r.Auth, vars: vs, now: l.now,
+	src := &credentialSource{prefix: pfx, typ: typ, auth: r.Auth, vars: vs, now: l.now,
 		globalIMS: globalIMS, globalIMSSet: globalIMSSet}
-	creds, ims, files, cps := r.source.load()
+	r.reload = src.load
+	creds, ims, files, cps := src.load()
 	ps = append(ps, cps...)
 	r.Credentials, r.IMSURL, r.Files = creds, ims, files
 

@@ -163,10 +163,11 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 		})),
 		"IMSPROXY_AEM_PRIVATE_KEY_FILE": writeFile(t, "k.pem", brokenKey),
 
-		"IMSPROXY_BP_LISTEN":             "127.0.0.1:8082",
-		"IMSPROXY_BP_UPSTREAM":           "https://bp.example.com",
-		"IMSPROXY_BP_ACCESS_TOKEN":       "Bearer " + secrets[1],
-		"IMSPROXY_BP_JWT_PAYLOAD_FILE":   writeFile(t, "p.json", secrets[2]),
+		"IMSPROXY_BP_LISTEN":       "127.0.0.1:8082",
+		"IMSPROXY_BP_UPSTREAM":     "https://bp.example.com",
+		"IMSPROXY_BP_ACCESS_TOKEN": "Bearer " + secrets[1],
+		"IMSPROXY_BP_JWT_PAYLOAD_FILE": writeFile(t, "p.json", `{"iss": ["`+secrets[2]+`"], "sub": 1, "aud": {"a": "`+
+			secrets[2]+`"}, "https://ims-na1.adobelogin.com/s/x": "`+secrets[2]+`"}`),
 		"IMSPROXY_BP_CLIENT_SECRET":      secrets[0],
 		"IMSPROXY_TOK_LISTEN":            "127.0.0.1:8083",
 		"IMSPROXY_TOK_UPSTREAM":          "https://tok.example.com",

@@ -57,8 +57,9 @@ func (s *credentialSource) files() []string {
 }
 
 // inline returns the content of a value given either inline (VAR) or as a
-// file (VAR_FILE), with the name of the variable it came from. Both set is a
-// problem: which one wins would be a guess.
+// file (VAR_FILE), with the name of the variable it came from; that name is
+// "" when there is no usable value. Both set is a problem: which one wins
+// would be a guess.
 func (s *credentialSource) inline(ps *Problems, suffix string, value Secret, file string) ([]byte, string) {
 	switch {
 	case value != "" && file != "":
@@ -100,7 +101,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 
 	var payload jwtPayload
 	data, payloadVar := s.inline(&ps, "JWT_PAYLOAD", vs.JWTPayload, vs.JWTPayloadFile)
-	if data != nil {
+	if payloadVar != "" {
 		var pps Problems
 		payload, pps = parseJWTPayload(payloadVar, data)
 		ps = append(ps, pps...)
@@ -124,14 +125,18 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	}
 	if payload.Aud != "" && c.ClientID != "" && !strings.HasSuffix(payload.Aud, "/c/"+c.ClientID) {
 		// IMS answers invalid_client when client_id and aud disagree. Client
-		// IDs and URLs are not secrets, so both are shown.
-		ps.add(payloadVar, "claim aud is %s, which does not end with /c/%s (the client ID): IMS would answer invalid_client",
-			payload.Aud, c.ClientID)
+		// IDs and URLs are not secrets, so both are shown, but the claim only
+		// when it is a URL: anything else may be a value pasted by mistake.
+		aud := "claim aud"
+		if u, msg := parseHTTPURL(payload.Aud); msg == "" && u.User == nil {
+			aud += " is " + payload.Aud + ", which"
+		}
+		ps.add(payloadVar, "%s does not end with /c/%s (the client ID): IMS would answer invalid_client", aud, c.ClientID)
 	}
 
 	keyData, keyVar := s.inline(&ps, "PRIVATE_KEY", vs.PrivateKey, vs.PrivateKeyFile)
 	switch {
-	case keyData != nil:
+	case keyVar != "":
 		k, msg := parsePrivateKey(keyData)
 		if msg != "" {
 			ps.add(keyVar, "%s", msg)
@@ -162,7 +167,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	}
 
 	data, tokenVar := s.inline(&ps, "ACCESS_TOKEN", vs.AccessToken, vs.AccessTokenFile)
-	if data != nil {
+	if tokenVar != "" {
 		t, msg := parseAccessToken(data)
 		if msg != "" {
 			ps.add(tokenVar, "%s", msg)

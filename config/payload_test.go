@@ -95,6 +95,8 @@ func TestLoad_JWTPayloadProblems(t *testing.T) {
 	}{
 		{"aud for another client", consolePayload, []string{"IMSPROXY_STOCK_CLIENT_ID", "other-client"},
 			[]string{v + ": claim aud is https://ims-na1.adobelogin.com/c/stock-client, which does not end with /c/other-client (the client ID): IMS would answer invalid_client"}},
+		{"aud that is not a URL is not shown", strings.Replace(consolePayload, `"https://ims-na1.adobelogin.com/c/stock-client"`, `"mistake"`, 1), nil,
+			[]string{v + ": claim aud does not end with /c/stock-client (the client ID): IMS would answer invalid_client"}},
 		{"not an object", `["iss"]`, nil, []string{v + ": is not a JSON object: want the JWT payload copied from the Developer Console"}},
 		{"missing claims", edit(map[string]any{"iss": nil, "sub": nil, "aud": nil}), nil, []string{
 			v + ": claim iss is missing", v + ": claim sub is missing", v + ": claim aud is missing"}},

@@ -418,3 +418,17 @@ func TestLoad_ReturnsAllProblemsAtOnce(t *testing.T) {
 		t.Errorf("Error() has %d lines for %d problems", len(lines), len(ps))
 	}
 }
+
+// TestLoad_ReadsOnlyItsArgument guards against env's fallback to the
+// process environment, which it uses when handed a nil map.
+func TestLoad_ReadsOnlyItsArgument(t *testing.T) {
+	t.Setenv("IMSPROXY_STOCK_CLIENT_ID", "from-process")
+	t.Setenv("IMSPROXY_STOCK_CLIENT_SECRET", "from-process")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "no route is configured") {
+		t.Errorf("Load(nil) = %v, want the no-configuration problem", err)
+	}
+	r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_ACCESS_TOKEN": "t"}).Routes[0]
+	if r.Credentials.ClientID != "" {
+		t.Errorf("client id %q came from the process environment", r.Credentials.ClientID)
+	}
+}

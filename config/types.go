@@ -71,6 +71,12 @@ type Route struct {
 	// (CREDENTIALS_FILE, PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE,
 	// CERTIFICATE_FILE): a change to any of them reloads the credentials.
 	Files []string
+
+	// reload re-reads the credentials as Load did (ReloadCredentials); nil
+	// for a Route not made by Load. It is a closure rather than a struct on
+	// purpose: fmt reads unexported fields by reflection, bypassing Secret's
+	// redaction, so raw variable values must not sit in a field it can walk.
+	reload func() (Credentials, string, []string, Problems)
 }
 
 // Credentials is what a route needs to obtain a token. Secret fields never

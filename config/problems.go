@@ -1,0 +1,71 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Problem is one thing wrong with the configuration: the variable to fix
+// and what is wrong with it. Messages never contain the value of a secret.
+type Problem struct {
+	Var     string // the environment variable, e.g. IMSPROXY_STOCK_CLIENT_ID
+	Message string // what is wrong, in words an operator can act on
+}
+
+// String renders the problem as "VAR: message".
+func (p Problem) String() string { return p.Var + ": " + p.Message }
+
+// Problems is every problem Load found, so that an operator can fix the
+// whole configuration in one round instead of one restart per mistake.
+type Problems []Problem
+
+// Error renders one line per problem, "VAR: message", sorted by variable and
+// then message so that the output does not depend on map iteration order.
+func (ps Problems) Error() string {
+	sorted := append(Problems(nil), ps...)
+	sorted.sort()
+	lines := make([]string, len(sorted))
+	for i, p := range sorted {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sort orders the problems the way Error prints them.
+func (ps Problems) sort() {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Var != ps[j].Var {
+			return ps[i].Var < ps[j].Var
+		}
+		return ps[i].Message < ps[j].Message
+	})
+}
+
+// add records a problem with a formatted message. Callers pass only values
+// that are not secret (variable names, paths, field names, dates).
+func (ps *Problems) add(v, format string, args ...any) {
+	*ps = append(*ps, Problem{Var: v, Message: fmt.Sprintf(format, args...)})
+}
+
+// has reports whether a problem was recorded for any of the variables.
+func (ps Problems) has(vars ...string) bool {
+	for _, p := range ps {
+		for _, v := range vars {
+			if p.Var == v {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// err returns ps as an error, or a nil error (not a typed nil) when empty.
+func (ps Problems) err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	sorted := append(Problems(nil), ps...)
+	sorted.sort()
+	return sorted
+}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"strings"
+)
+
+// checkUnknown reports every IMSPROXY_ variable that configures nothing: a
+// typo (IMSPROXY_STOCK_CLIENTID) would otherwise leave a setting silently at
+// its default. routesSet tells whether IMSPROXY_ROUTES named the routes.
+func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
+	known := map[string]bool{}
+	for _, g := range globalNames() {
+		known[g] = true
+	}
+	for _, n := range names {
+		for _, s := range routeSuffixes() {
+			known[routePrefix(n)+s] = true
+		}
+	}
+	for k := range l.env {
+		if known[k] {
+			continue
+		}
+		if route := routeOf(k); route != "" {
+			how := "add it to IMSPROXY_ROUTES"
+			if !routesSet {
+				how = "IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it"
+			}
+			ps.add(k, "configures route %s, which is not enabled: %s", route, how)
+			continue
+		}
+		msg := "unknown variable"
+		if s := closest(k, known); s != "" {
+			msg += " (did you mean " + s + "?)"
+		}
+		ps.add(k, "%s", msg)
+	}
+}
+
+// routeOf returns the route name of a well-formed per-route variable, taking
+// the longest known suffix (IMSPROXY_X_DOWNLOAD_UPSTREAM is route x's
+// DOWNLOAD_UPSTREAM), or "" when name is not one.
+func routeOf(name string) string {
+	if !KnownVariable(name) {
+		return ""
+	}
+	best := ""
+	for _, s := range routeSuffixes() {
+		if r, ok := strings.CutSuffix(strings.TrimPrefix(name, prefix), "_"+s); ok && (best == "" || len(r) < len(best)) {
+			best = r
+		}
+	}
+	return strings.ToLower(best)
+}
+
+// closest returns the known variable nearest to name (at most two edits,
+// underscores ignored), or "" when none is near enough to be a typo of it.
+func closest(name string, known map[string]bool) string {
+	squash := func(s string) string { return strings.ReplaceAll(s, "_", "") }
+	best, bestD := "", 3
+	for k := range known {
+		d := editDistance(squash(name), squash(k))
+		if d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,82 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// routeNameRE is what a route name may look like once lower-cased: it
+// becomes part of variable names (IMSPROXY_<NAME>_...), so letters, digits
+// and single underscores between them.
+var routeNameRE = regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+
+// validRouteName reports whether name (lower case) can name a route.
+func validRouteName(name string) bool { return routeNameRE.MatchString(name) }
+
+// splitList splits a comma list, trims each entry and drops empty ones, so
+// "a, b," and "a,b" mean the same (Adobe's own files put no space after the
+// comma, operators often do).
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parseHTTPURL parses an absolute http or https URL. The message does not
+// repeat the value: a URL may carry a password in its user information.
+func parseHTTPURL(s string) (*url.URL, string) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return nil, "is not a URL: want an absolute http(s) URL such as https://example.com"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "must be an absolute http or https URL (with the scheme, e.g. https://example.com)"
+	case u.Host == "" || u.Hostname() == "":
+		return nil, "must be an absolute http or https URL with a host"
+	case u.Fragment != "" || u.RawQuery != "":
+		return nil, "must not have a query or a fragment"
+	}
+	return u, ""
+}
+
+// imsBase validates an IMS base URL and returns it without trailing slash,
+// the form the token endpoints are appended to ("https://ims-na1.adobelogin.com/"
+// as Adobe's own pages spell it becomes "https://ims-na1.adobelogin.com").
+func imsBase(s string) (string, string) {
+	u, msg := parseHTTPURL(s)
+	if u == nil {
+		return "", msg
+	}
+	return strings.TrimRight(u.String(), "/"), ""
+}
+
+// checkListen validates a host:port listen address and returns its host.
+func checkListen(addr string) (host, port, msg string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", "must be host:port, e.g. 127.0.0.1:8080"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", "", "must be host:port with a port number from 0 to 65535"
+	}
+	return host, port, ""
+}
+
+// isLoopback reports whether a listener on host is reachable from this
+// machine only. An empty host and 0.0.0.0 mean every interface; a host name
+// other than localhost cannot be judged without resolving it, so it is not
+// trusted either.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

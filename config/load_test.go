@@ -227,10 +227,10 @@ func TestLoad_Problems(t *testing.T) {
 		{"unknown TYPE", with(oauthStock(), "IMSPROXY_STOCK_TYPE", "video"),
 			[]string{"IMSPROXY_STOCK_TYPE: must be stock, aem or generic"}},
 		{"generic needs listen and upstream", map[string]string{"IMSPROXY_ROUTES": "bp", "IMSPROXY_BP_AUTH": "none"}, []string{
-			"IMSPROXY_BP_LISTEN: required for a generic route: the address to listen on, e.g. 127.0.0.1:8082",
-			"IMSPROXY_BP_UPSTREAM: required for a generic route: the base URL requests are forwarded to"}},
+			"IMSPROXY_BP_LISTEN: required for this generic route: the address to listen on, e.g. 127.0.0.1:8082",
+			"IMSPROXY_BP_UPSTREAM: required for this generic route: the base URL requests are forwarded to"}},
 		{"aem needs upstream", map[string]string{"IMSPROXY_AEM_AUTH": "none"},
-			[]string{"IMSPROXY_AEM_UPSTREAM: required for a aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com"}},
+			[]string{"IMSPROXY_AEM_UPSTREAM: required for this aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com"}},
 		{"bad values never echoed", with(oauthStock(),
 			"IMSPROXY_SHUTDOWN_TIMEOUT", "soon",
 			"IMSPROXY_ALLOW_REMOTE", "maybe",

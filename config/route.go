@@ -81,7 +81,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 
 	switch _, _, msg := checkListen(vs.Listen); {
 	case vs.Listen == "":
-		ps.add(v("LISTEN"), "required for a %s route: the address to listen on, e.g. 127.0.0.1:8082", typ)
+		ps.add(v("LISTEN"), "required for this %s route: the address to listen on, e.g. 127.0.0.1:8082", typ)
 	case msg != "":
 		ps.add(v("LISTEN"), "%s", msg)
 	default:
@@ -92,7 +92,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 		if typ == TypeAEM {
 			hint = "the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com"
 		}
-		ps.add(v("UPSTREAM"), "required for a %s route: %s", typ, hint)
+		ps.add(v("UPSTREAM"), "required for this %s route: %s", typ, hint)
 	} else if u, msg := parseHTTPURL(vs.Upstream); msg != "" {
 		ps.add(v("UPSTREAM"), "%s", msg)
 	} else {

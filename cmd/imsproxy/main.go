@@ -1,0 +1,70 @@
+// Command imsproxy lets applications call Adobe Stock, AEM and Brand Portal
+// without holding Adobe credentials: it obtains and renews Adobe IMS access
+// tokens and adds them to every request it forwards.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/imsproxy/imsproxy/config"
+)
+
+func main() {
+	// The version is set at build time (-ldflags "-X
+	// github.com/imsproxy/imsproxy/config.Version=v1.2.3"); when it is not,
+	// the module version or VCS revision recorded by the Go tool is used.
+	config.Version = versionString()
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+const usage = `usage: imsproxy [command]
+
+commands:
+  serve      run the proxy from the environment (the default)
+  version    print the version
+`
+
+// run dispatches a command and returns the exit code: 0 success, 1 failure
+// at run time, 2 invalid configuration or usage.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(environ, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "imsproxy: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func versionString() string {
+	if config.Version != "dev" {
+		return config.Version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "dev-" + s.Value[:12]
+		}
+	}
+	return "dev"
+}

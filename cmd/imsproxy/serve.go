@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy"
+)
+
+// serve runs the proxy until SIGINT or SIGTERM, then drains and exits 0.
+func serve(environ []string, stderr io.Writer) int {
+	cfg, err := loadConfig(environ, stderr)
+	if err != nil {
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	for _, rc := range cfg.Routes {
+		log.Info("route", "name", rc.Name, "type", rc.Type, "listen", rc.Listen,
+			"upstream", rc.Upstream.String(), "auth", rc.Auth, "ims", rc.IMSURL)
+	}
+	log.Info("imsproxy started", "version", config.Version, "admin", cfg.AdminListen)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// loadConfig loads the configuration, printing every problem on failure.
+func loadConfig(environ []string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "imsproxy: invalid configuration:\n%v\n", err)
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// newLogger builds the slog logger of IMSPROXY_LOG_LEVEL and _FORMAT.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -203,7 +203,7 @@ func mustJSON(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
-// q builds a query string with raw brackets, as Stock's docs write it.
+// q builds a query string from name/value pairs (brackets escaped).
 func q(pairs ...string) string {
 	var b strings.Builder
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -213,4 +213,11 @@ func q(pairs ...string) string {
 		b.WriteString(url.QueryEscape(pairs[i]) + "=" + url.QueryEscape(pairs[i+1]))
 	}
 	return b.String()
+}
+
+func decodeInto(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
 }

@@ -35,7 +35,6 @@ type searchQuery struct {
 	videoMinSecs int
 	hasReleases  string
 	similarSeed  uint64 // similar_image upload: its hash orders the answer
-	columns      []string
 }
 
 type intRange struct{ min, max int } // 0 = open

@@ -165,7 +165,10 @@ func (s *Server) exchange(imsBase string, form url.Values) (string, TokenInfo, *
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.clients[clientID]
-	if !ok {
+	switch {
+	case clientID == "":
+		return "", TokenInfo{}, badRequest("invalid_client", "The client_id parameter is missing")
+	case !ok:
 		return "", TokenInfo{}, badRequest("invalid_client", "Client ID %q does not exist", clientID)
 	}
 	if st.NoExchangeJWT {

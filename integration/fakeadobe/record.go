@@ -60,7 +60,8 @@ type Stats struct {
 	Statuses map[string]int `json:"statuses"`
 	// Exchanges counts token requests by outcome: "success" or the IMS
 	// error code for /ims/exchange/jwt; "oauth_success" or "oauth_<code>"
-	// for /ims/token/v3.
+	// for /ims/token/v3. Answers made by fault injection count in Injected
+	// instead.
 	Exchanges map[string]int `json:"exchanges"`
 	// TokensPresented counts requests by the state of the token they carried.
 	TokensPresented map[TokenState]int `json:"tokens_presented"`

@@ -1,16 +1,3 @@
-// Package fakeadobe is a strict emulator of the Adobe services imsproxy talks
-// to: IMS (the JWT exchange and OAuth client credentials), the Stock API and
-// its download host, and the AEM Assets HTTP API. It exists because Adobe
-// cannot be reached from development or CI machines; the integration tests,
-// `imsproxy sandbox` and docker-compose run it instead.
-//
-// It is strict on purpose: every check Adobe documents (seed 003 for IMS,
-// the Stock API reference, adobe-facts.md) is enforced with Adobe's statuses
-// and error shapes, so a proxy that passes against it passes against Adobe.
-// Fault injection (latency, 5xx, outages, token revocation) and a record of
-// the requests that arrived let tests assert what a proxy sent upstream.
-//
-// A Server is an http.Handler; use it with httptest or call Start.
 package fakeadobe
 
 import (

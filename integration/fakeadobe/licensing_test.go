@@ -236,3 +236,23 @@ func TestAbandon(t *testing.T) {
 		t.Fatalf("no content_id: %d", resp.StatusCode)
 	}
 }
+
+func TestContentInfo_Errors(t *testing.T) {
+	e := newEnv(t, Options{})
+	tok := e.token(e.creds)
+	video := e.findAsset(func(a *asset) bool { return a.MediaType == mediaVideo })
+	for query, want := range map[string]struct {
+		status int
+		code   string
+	}{
+		"":               {400, "020"},
+		"content_id=abc": {400, "020"},
+		"content_id=99":  {404, "100"},
+		fmt.Sprintf("content_id=%d&license=Extended", video.ID): {400, "020"},
+	} {
+		resp, body := e.get("/Rest/Libraries/1/Content/Info?"+query, stockHeaders(e.creds, tok))
+		if resp.StatusCode != want.status || mustJSON(t, body)["code"] != want.code {
+			t.Errorf("%q: %d %s, want %d %s", query, resp.StatusCode, body, want.status, want.code)
+		}
+	}
+}

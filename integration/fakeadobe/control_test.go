@@ -1,0 +1,175 @@
+package fakeadobe
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func (e *env) oauthForm() url.Values {
+	return url.Values{"grant_type": {"client_credentials"}, "client_id": {e.creds.ClientID},
+		"client_secret": {e.creds.ClientSecret}, "scope": {"openid"}}
+}
+
+func TestOutages(t *testing.T) {
+	e := newEnv(t, Options{})
+	tok := e.token(e.creds)
+	search := searchPath + "?" + q("search_parameters[words]", "dog")
+
+	e.srv.SetIMSDown(true)
+	if status, body := e.post("/ims/token/v3", e.oauthForm()); status != 503 || body["error"] != "temporarily_unavailable" {
+		t.Fatalf("IMS down: %d %v", status, body)
+	}
+	if resp, _ := e.get(search, stockHeaders(e.creds, tok)); resp.StatusCode != 200 {
+		t.Fatalf("IMS down must not take Stock down: %d", resp.StatusCode)
+	}
+	e.srv.SetIMSDown(false)
+	if status, _ := e.post("/ims/token/v3", e.oauthForm()); status != 200 {
+		t.Fatalf("IMS back: %d", status)
+	}
+
+	e.srv.SetStockDown(true)
+	resp, body := e.get(search, stockHeaders(e.creds, tok))
+	if resp.StatusCode != 503 || mustJSON(t, body)["error_code"] != "503000" {
+		t.Fatalf("Stock down: %d %s", resp.StatusCode, body)
+	}
+	if status, _ := e.post("/ims/exchange/jwt", e.exchangeForm(e.creds, e.signJWT(e.creds, nil))); status != 200 {
+		t.Fatalf("Stock down must not take IMS down: %d", status)
+	}
+	e.srv.SetStockDown(false)
+
+	e.srv.SetAEMDown(true)
+	if resp, _ := e.get("/api/assets.json", map[string]string{"Authorization": "Bearer " + tok}); resp.StatusCode != 503 {
+		t.Fatalf("AEM down: %d", resp.StatusCode)
+	}
+	if got := e.srv.Stats().Injected; got != 3 {
+		t.Errorf("Stats().Injected = %d, want 3", got)
+	}
+}
+
+func TestFaults_ErrorEveryIsDeterministic(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.srv.SetFaults(ServiceIMS, Faults{ErrorEvery: 3})
+	var got []int
+	for range 7 {
+		status, _ := e.post("/ims/token/v3", e.oauthForm())
+		got = append(got, status)
+	}
+	if fmt.Sprint(got) != "[200 200 500 200 200 500 200]" {
+		t.Fatalf("statuses %v", got)
+	}
+}
+
+func TestFaults_ErrorRateIsSeeded(t *testing.T) {
+	pattern := func(seed uint64) string {
+		e := newEnv(t, Options{Seed: seed, Faults: Faults{ErrorRate: 0.5}})
+		var b strings.Builder
+		for range 40 {
+			resp, _ := e.get("/api/assets.json", nil)
+			b.WriteString(map[bool]string{true: "x", false: "."}[resp.StatusCode == 503])
+		}
+		return b.String()
+	}
+	a, b, c := pattern(7), pattern(7), pattern(8)
+	if a != b || a == c || !strings.Contains(a, "x") || !strings.Contains(a, ".") {
+		t.Fatalf("seed 7: %s / %s, seed 8: %s", a, b, c)
+	}
+}
+
+func TestFaults_429HasRetryAfter(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.srv.SetFaults(ServiceStock, Faults{ErrorRate: 1, ErrorStatus: 429})
+	resp, body := e.get(searchPath+"?"+q("search_parameters[words]", "dog"), stockHeaders(e.creds, ""))
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || mustJSON(t, body)["error_code"] != "429050" {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+}
+
+func TestFaults_Latency(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.srv.SetLatency(80 * time.Millisecond)
+	start := time.Now()
+	if resp, _ := e.get("/api/assets.json", nil); resp.StatusCode != 401 {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Fatalf("answered after %v, want at least 80ms", d)
+	}
+}
+
+func TestRevocation(t *testing.T) {
+	e := newEnv(t, Options{})
+	other := e.newCreds(CredentialOptions{})
+	a1, a2, b := e.token(e.creds), e.token(e.creds), e.token(other)
+	if n := e.srv.RevokeClientTokens(e.creds.ClientID); n != 2 {
+		t.Fatalf("RevokeClientTokens = %d, want 2", n)
+	}
+	states := func() string {
+		return fmt.Sprintf("%s %s %s", e.srv.LookupToken(a1).State, e.srv.LookupToken(a2).State, e.srv.LookupToken(b).State)
+	}
+	if got := states(); got != "revoked revoked valid" {
+		t.Fatalf("after RevokeClientTokens: %s", got)
+	}
+	if n := e.srv.RevokeTokens(); n != 1 {
+		t.Fatalf("RevokeTokens = %d, want 1", n)
+	}
+	if e.srv.LookupToken(e.token(e.creds)).State != TokenValid {
+		t.Fatal("a token issued after the revocation is not valid")
+	}
+}
+
+// TestRequestRecord checks what a proxy test relies on: which headers
+// arrived, which token, and whether it was still valid.
+func TestRequestRecord(t *testing.T) {
+	e := newEnv(t, Options{TokenLifetime: time.Minute})
+	tok := e.token(e.creds)
+	h := stockHeaders(e.creds, tok)
+	h["X-Request-Id"] = "req-1"
+	e.get(searchPath+"?"+q("search_parameters[words]", "dog"), h)
+	e.clock.Advance(time.Minute)
+	e.get(profilePath, stockHeaders(e.creds, tok))
+	e.get("/Rest/Libraries/Download/1/1?token=caller-key", nil)
+	e.get("/_fake/stats", nil)
+
+	recs := e.srv.Requests(3)
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	search, profile, dl := recs[0], recs[1], recs[2]
+	id := e.srv.LookupToken(tok).ID
+	if search.Endpoint != "stock.search_files" || search.Path != searchPath || search.Status != 200 ||
+		!search.HasAuthorization || !search.HasAPIKey || !search.HasProduct || !search.HasRequestID ||
+		search.APIKey != e.creds.ClientID || search.RequestID != "req-1" || search.TokenIn != "header" ||
+		search.Token.State != TokenValid || search.Token.ID != id || search.CredentialSHA256 != CredentialHash(tok) {
+		t.Errorf("search record %+v", search)
+	}
+	if profile.Token.State != TokenExpired || profile.Token.ID != id || profile.Status != 401 || profile.HasRequestID {
+		t.Errorf("profile record %+v", profile)
+	}
+	if dl.Endpoint != "download.licensed" || dl.TokenIn != "query" || dl.Token.State != TokenInvalid ||
+		dl.CredentialSHA256 != CredentialHash("caller-key") || dl.HasAuthorization {
+		t.Errorf("download record %+v", dl)
+	}
+	st := e.srv.Stats()
+	if st.Requests["stock.search_files"] != 1 || st.Statuses["stock.member_profile 401"] != 1 ||
+		st.TokensPresented[TokenExpired] != 1 || st.Exchanges["success"] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	e.srv.ResetStats()
+	if len(e.srv.Requests(0)) != 0 || len(e.srv.Stats().Requests) != 0 {
+		t.Error("ResetStats left something")
+	}
+}
+
+func TestRequestRecord_KeepsTheLastN(t *testing.T) {
+	e := newEnv(t, Options{RequestLogSize: 3})
+	for i := range 5 {
+		e.get(fmt.Sprintf("/api/assets/%d.json", i), nil)
+	}
+	recs := e.srv.Requests(0)
+	if len(recs) != 3 || recs[0].Path != "/api/assets/2.json" || recs[2].Path != "/api/assets/4.json" || recs[2].Seq != 5 {
+		t.Fatalf("%+v", recs)
+	}
+}

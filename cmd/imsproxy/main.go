@@ -33,7 +33,7 @@ commands:
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
+		cmd = args[0]
 	}
 	switch cmd {
 	case "serve":

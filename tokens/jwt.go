@@ -53,7 +53,7 @@ func (s *JWTSource) Fetch(ctx context.Context) (Token, error) {
 		return Token{}, err
 	}
 	secret := s.ClientSecret.Reveal()
-	return exchange{
+	tok, err := exchange{
 		client:   s.HTTPClient,
 		endpoint: baseURL(s.IMSURL) + "/ims/exchange/jwt",
 		form: url.Values{
@@ -67,6 +67,10 @@ func (s *JWTSource) Fetch(ctx context.Context) (Token, error) {
 		secrets: []string{secret, signed, signed[strings.LastIndexByte(signed, '.')+1:]},
 		now:     now,
 	}.do(ctx)
+	if err == nil {
+		tok.ClientID = s.ClientID
+	}
+	return tok, err
 }
 
 // sign returns the RS256-signed JWT for an exchange made at now.

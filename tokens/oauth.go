@@ -32,7 +32,7 @@ func (s *OAuthSource) Fetch(ctx context.Context) (Token, error) {
 		}
 	}
 	secret := s.ClientSecret.Reveal()
-	return exchange{
+	tok, err := exchange{
 		client:   s.HTTPClient,
 		endpoint: baseURL(s.IMSURL) + "/ims/token/v3",
 		// In the body, not the query string, which proxies and servers log.
@@ -46,4 +46,8 @@ func (s *OAuthSource) Fetch(ctx context.Context) (Token, error) {
 		secrets: []string{secret},
 		now:     clock(s.now),
 	}.do(ctx)
+	if err == nil {
+		tok.ClientID = s.ClientID
+	}
+	return tok, err
 }

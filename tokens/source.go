@@ -64,6 +64,7 @@ func NewSource(r *config.Route, client *http.Client) (Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("route %s: IMSPROXY_%s_ACCESS_TOKEN: %w", r.Name, strings.ToUpper(r.Name), err)
 		}
+		s.token.ClientID = c.ClientID // the client the operator says the token belongs to
 		src = s
 	default:
 		return nil, fmt.Errorf("route %s: unknown AUTH %q (want jwt, oauth, token or none)", r.Name, r.Auth)

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,5 +75,36 @@ func TestNewSource_NamesEveryMissingCredential(t *testing.T) {
 				t.Errorf("error %q asks for ORG_ID though the payload supplies iss", err)
 			}
 		})
+	}
+}
+
+func TestSources_TokenNamesTheClientItWasIssuedTo(t *testing.T) {
+	ims := newFakeIMS(t, 200, `{"token_type":"bearer","access_token":"at","expires_in":86399}`)
+	for name, src := range map[string]Source{
+		"jwt":   testJWTSource(ims.URL),
+		"oauth": testOAuthSource(ims.URL),
+	} {
+		tok, err := src.Fetch(context.Background())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var want string
+		switch s := src.(type) {
+		case *JWTSource:
+			want = s.ClientID
+		case *OAuthSource:
+			want = s.ClientID
+		}
+		if tok.ClientID != want {
+			t.Errorf("%s: token ClientID = %q, want %q (the x-api-key that must travel with it)", name, tok.ClientID, want)
+		}
+	}
+	src, err := NewSource(&config.Route{Name: "aem", Auth: config.AuthToken,
+		Credentials: config.Credentials{ClientID: "console-client", AccessToken: config.Secret("fixed")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := src.Fetch(context.Background()); tok.ClientID != "console-client" {
+		t.Errorf("fixed token ClientID = %q, want the configured client", tok.ClientID)
 	}
 }

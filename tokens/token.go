@@ -18,6 +18,11 @@ type Token struct {
 	Expiry time.Time
 	// Obtained is when the token was received (or configured).
 	Obtained time.Time
+	// ClientID is the client the token was issued to, which a request
+	// carrying it must name in x-api-key; "" when not known. It travels
+	// with the token so that a credentials reload that changes the client
+	// can never pair a token with the other client's key.
+	ClientID string
 }
 
 // String implements fmt.Stringer without revealing the token.

@@ -216,7 +216,8 @@ func (s *Server) exchange(imsBase string, form url.Values) (string, TokenInfo, *
 		return "", TokenInfo{}, badRequest("invalid_signature",
 			"The JWT signature does not match any certificate on record for given iss / sub combination")
 	}
-	if !s.signatureMatchesLocked(st, p, now) {
+	cert := s.signatureMatchesLocked(st, p, now)
+	if cert == "" {
 		return "", TokenInfo{}, badRequest("invalid_signature",
 			"The JWT signature does not match any certificate on record for given iss / sub combination")
 	}
@@ -242,7 +243,7 @@ func (s *Server) exchange(imsBase string, form url.Values) (string, TokenInfo, *
 			return "", TokenInfo{}, badRequest("invalid_jti", "The binding requires a JTI, but the jti field was previously used")
 		}
 	}
-	token, info, err := s.issueTokenLocked(st, grantJWT, strings.Join(scopes, ","))
+	token, info, err := s.issueTokenLocked(st, grantJWT, strings.Join(scopes, ","), cert)
 	if err != nil {
 		return "", TokenInfo{}, &exchangeError{http.StatusInternalServerError, "internal_error", "Please try again later"}
 	}
@@ -309,8 +310,9 @@ func metascopes(claims map[string]any, imsBase string, binding []string) ([]stri
 
 // signatureMatchesLocked verifies the RS256 signature against each bound,
 // unrevoked certificate that is valid now (an expired certificate is the
-// classic cause of a JWT that "suddenly" fails, adobe-facts §1.4).
-func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.Time) bool {
+// classic cause of a JWT that "suddenly" fails, adobe-facts §1.4), and
+// returns the fingerprint of the one that verified it ("" for none).
+func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.Time) string {
 	for _, cs := range st.certs {
 		if cs.revoked || now.After(cs.cert.NotAfter) || now.Before(cs.cert.NotBefore) {
 			continue
@@ -320,10 +322,10 @@ func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.T
 			continue
 		}
 		if jwt.SigningMethodRS256.Verify(p.signingInput, p.signature, pub) == nil {
-			return true
+			return cs.fingerprint
 		}
 	}
-	return false
+	return ""
 }
 
 // handleTokenV3 is POST /ims/token/v3, the OAuth server-to-server
@@ -390,7 +392,7 @@ func (s *Server) clientCredentials(form url.Values) (string, TokenInfo, *exchang
 			return "", TokenInfo{}, badRequest("invalid_scope", "invalid scope (%s)", sc)
 		}
 	}
-	token, info, err := s.issueTokenLocked(st, grantClient, scope)
+	token, info, err := s.issueTokenLocked(st, grantClient, scope, "")
 	if err != nil {
 		return "", TokenInfo{}, &exchangeError{http.StatusInternalServerError, "server_error", "Please try again later"}
 	}

@@ -267,6 +267,10 @@ func TestExchangeJWT_CertificateRotation(t *testing.T) {
 	if a, b := exchange(e.creds), exchange(&newKey); a != "invalid_signature" || b != "ok" {
 		t.Fatalf("old revoked: old %s, new %s", a, b)
 	}
+	// The token says which certificate's key signed the exchanged JWT.
+	if info := e.srv.LookupToken(e.token(&newKey)); info.Certificate != Fingerprint(rotated.Certificate) {
+		t.Errorf("token certificate = %q, want the rotated one %s", info.Certificate, Fingerprint(rotated.Certificate))
+	}
 }
 
 func TestExchangeJWT_ExpiredCertificate(t *testing.T) {

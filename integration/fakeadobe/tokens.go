@@ -26,14 +26,18 @@ const (
 // TokenInfo describes an access token. It never holds the token itself.
 type TokenInfo struct {
 	// ID is the token's "id" claim, unique per token; "" when invalid.
-	ID        string     `json:"id,omitempty"`
-	ClientID  string     `json:"client_id,omitempty"`
-	Org       string     `json:"org,omitempty"`
-	UserID    string     `json:"user_id,omitempty"`
-	Grant     string     `json:"grant,omitempty"` // "jwt_exchange" or "client_credentials"
-	State     TokenState `json:"state"`
-	IssuedAt  time.Time  `json:"issued_at,omitzero"`
-	ExpiresAt time.Time  `json:"expires_at,omitzero"`
+	ID       string `json:"id,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Org      string `json:"org,omitempty"`
+	UserID   string `json:"user_id,omitempty"`
+	Grant    string `json:"grant,omitempty"` // "jwt_exchange" or "client_credentials"
+	// Certificate is the Fingerprint of the certificate whose key signed
+	// the JWT this token was exchanged for ("" for client credentials), so
+	// a test can tell which key a rotating client used.
+	Certificate string     `json:"certificate,omitempty"`
+	State       TokenState `json:"state"`
+	IssuedAt    time.Time  `json:"issued_at,omitzero"`
+	ExpiresAt   time.Time  `json:"expires_at,omitzero"`
 }
 
 type tokenRecord struct {
@@ -49,8 +53,9 @@ const (
 
 // issueToken mints an IMS-style access token: a JWT signed by the emulator
 // whose created_at and expires_in claims are strings of milliseconds
-// (adobe-facts §1.3). Call with s.mu held.
-func (s *Server) issueTokenLocked(st *clientState, grant, scope string) (string, TokenInfo, error) {
+// (adobe-facts §1.3). cert is the fingerprint of the certificate that
+// verified the exchanged JWT, if any. Call with s.mu held.
+func (s *Server) issueTokenLocked(st *clientState, grant, scope, cert string) (string, TokenInfo, error) {
 	now := s.now()
 	s.pruneTokensLocked(now)
 	s.tokenSeq++
@@ -82,7 +87,7 @@ func (s *Server) issueTokenLocked(st *clientState, grant, scope string) (string,
 		return "", TokenInfo{}, fmt.Errorf("sign access token: %w", err)
 	}
 	info := TokenInfo{
-		ID: id, ClientID: st.ID, Org: st.Org, UserID: st.TechAccount, Grant: grant,
+		ID: id, ClientID: st.ID, Org: st.Org, UserID: st.TechAccount, Grant: grant, Certificate: cert,
 		State: TokenValid, IssuedAt: now, ExpiresAt: now.Add(s.lifetime),
 	}
 	s.tokens[id] = &tokenRecord{info: info}

@@ -48,10 +48,12 @@ type Route struct {
 	bearer  atomic.Pointer[bearerHeader]
 }
 
-// bearerHeader caches "Bearer <token>" for the current token.
+// bearerHeader caches "Bearer <token>" for the current token, and the
+// x-api-key of the client it was issued to (nil: the route's apiKey).
 type bearerHeader struct {
-	token string
-	value []string
+	token  string
+	value  []string
+	apiKey []string
 }
 
 // RouteOptions carries what a Route shares with the rest of the server.
@@ -156,16 +158,23 @@ func (rt *Route) forward(w http.ResponseWriter, r *http.Request) {
 	delete(h, "Authorization")
 	delete(h, "Proxy-Authorization")
 	delete(h, "X-Api-Key")
+	apiKey := rt.apiKey
 	if rt.tokens != nil {
 		tok, err := rt.tokens.Token(r.Context())
 		if err != nil {
 			rt.tokenError(w, r, err)
 			return
 		}
-		h["Authorization"] = rt.bearerFor(tok.Value)
+		b := rt.bearerFor(tok)
+		h["Authorization"] = b.value
+		if b.apiKey != nil {
+			// The key travels with the token: after a reload that changed
+			// the client, the new token goes with the new client's key.
+			apiKey = b.apiKey
+		}
 	}
-	if rt.apiKey != nil {
-		h["X-Api-Key"] = rt.apiKey
+	if apiKey != nil {
+		h["X-Api-Key"] = apiKey
 	}
 	if rt.product != nil && len(h["X-Product"]) == 0 {
 		h["X-Product"] = rt.product
@@ -173,13 +182,16 @@ func (rt *Route) forward(w http.ResponseWriter, r *http.Request) {
 	rt.rp.ServeHTTP(w, r)
 }
 
-func (rt *Route) bearerFor(token string) []string {
-	if b := rt.bearer.Load(); b != nil && b.token == token {
-		return b.value
+func (rt *Route) bearerFor(tok tokens.Token) *bearerHeader {
+	if b := rt.bearer.Load(); b != nil && b.token == tok.Value {
+		return b
 	}
-	b := &bearerHeader{token: token, value: []string{"Bearer " + token}}
+	b := &bearerHeader{token: tok.Value, value: []string{"Bearer " + tok.Value}}
+	if tok.ClientID != "" {
+		b.apiKey = []string{tok.ClientID}
+	}
 	rt.bearer.Store(b)
-	return b.value
+	return b
 }
 
 func (rt *Route) tokenError(w http.ResponseWriter, r *http.Request, err error) {

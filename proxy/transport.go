@@ -74,6 +74,9 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 	}
 	retry.Header.Set("Authorization", "Bearer "+fresh.Value)
+	if fresh.ClientID != "" {
+		retry.Header.Set("X-Api-Key", fresh.ClientID) // a reload may have changed the client
+	}
 	// Read a little of the rejected answer so its connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 	_ = resp.Body.Close()

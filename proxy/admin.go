@@ -16,10 +16,11 @@ type readiness struct {
 
 type routeReadyz struct {
 	tokens.Status
-	Type              string    `json:"type"`
-	Listen            string    `json:"listen"`
-	ExpiresIn         string    `json:"token_expires_in,omitempty"`
-	CertificateExpiry time.Time `json:"certificate_expiry,omitzero"`
+	Type              string        `json:"type"`
+	Listen            string        `json:"listen"`
+	ExpiresIn         string        `json:"token_expires_in,omitempty"`
+	CertificateExpiry time.Time     `json:"certificate_expiry,omitzero"`
+	Reload            *reloadStatus `json:"credentials_reload,omitempty"`
 }
 
 // adminHandler serves /healthz, /readyz and /metrics. It lives on its own
@@ -38,10 +39,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	now := s.now()
 	body := readiness{Ready: true, Routes: make(map[string]routeReadyz, len(s.routes))}
 	for _, rc := range s.cfg.Routes {
+		live := s.creds.route(rc.Name)
 		rr := routeReadyz{
 			Type:              string(rc.Type),
 			Listen:            rc.Listen,
-			CertificateExpiry: rc.Credentials.CertificateExpiry,
+			CertificateExpiry: live.certificateExpiry(),
+			Reload:            live.reloadStatus(),
 		}
 		if mgr := s.managers[rc.Name]; mgr != nil {
 			rr.Status = mgr.Status()

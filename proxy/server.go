@@ -24,6 +24,7 @@ type Server struct {
 
 	routes   []*Route
 	managers map[string]*tokens.Manager // by route name; absent for AUTH=none
+	creds    *credentialWatcher         // reloads, certificate expiry (reload.go)
 
 	listeners []net.Listener // routes in order, then admin
 }
@@ -53,6 +54,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.creds = newCredentialWatcher(s.log, s.now, s.metrics)
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		transport := NewTransport(rc)
@@ -76,8 +78,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 			s.metrics.watchTokens(rc.Name, mgr, s.now)
 			ts = mgr
 		}
-		certExpiry := rc.Credentials.CertificateExpiry
-		s.metrics.watchCertificate(rc.Name, func() time.Time { return certExpiry })
+		live := s.creds.add(rc, s.managers[rc.Name], imsClient)
+		s.metrics.watchCertificate(rc.Name, live.certificateExpiry)
 		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics}))
 		if rc.Auth == config.AuthOAuth && len(rc.Credentials.Scopes) == 0 {
 			s.log.Warn("no IMSPROXY_"+envName(rc.Name)+"_SCOPES for OAuth: IMS will answer invalid_scope if the credential needs any; copy the scopes from the Adobe Developer Console",
@@ -164,6 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, mgr := range s.managers {
 		wg.Go(func() { mgr.Run(runCtx) })
 	}
+	wg.Go(func() { s.creds.run(runCtx) })
 	handlers := make([]http.Handler, 0, len(s.listeners))
 	for _, rt := range s.routes {
 		handlers = append(handlers, rt)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/imsproxy/imsproxy/config"
@@ -13,7 +15,13 @@ import (
 )
 
 // serve runs the proxy until SIGINT or SIGTERM, then drains and exits 0.
+// SIGHUP reloads the routes' credentials.
 func serve(environ []string, stderr io.Writer) int {
+	// Caught from the start: SIGHUP's default action would kill the proxy.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := loadConfig(environ, stderr)
 	if err != nil {
 		return 2
@@ -34,8 +42,21 @@ func serve(environ []string, stderr io.Writer) int {
 	}
 	log.Info("imsproxy started", "version", config.Version, "admin", cfg.AdminListen)
 
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading credentials")
+				srv.Reload()
+			}
+		}
+	})
 	if err := srv.Run(ctx); err != nil {
 		log.Error("stopped", "error", err)
 		return 1

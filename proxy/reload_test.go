@@ -1,0 +1,441 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/tokens"
+)
+
+// rsaKeys are generated once: a 2048-bit key takes a while under -race.
+// 0 signs the emulator's tokens, 1 and 2 are a route's old and new key.
+var rsaKeys = sync.OnceValue(func() [3]*rsa.PrivateKey {
+	var ks [3]*rsa.PrivateKey
+	for i := range ks {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		ks[i] = k
+	}
+	return ks
+})
+
+// logBuffer collects log output for assertions; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// rotationEnv is a JWT route whose key and certificate files live in a
+// directory, against the emulator, with its watcher driven by hand.
+type rotationEnv struct {
+	t        *testing.T
+	adobe    *fakeadobe.Server
+	imsURL   string
+	creds    *fakeadobe.Credentials
+	keyFile  string
+	certFile string
+	cfg      *config.Config
+	logs     *logBuffer
+	now      atomic.Pointer[time.Time]
+}
+
+func newRotationEnv(t *testing.T) *rotationEnv {
+	t.Helper()
+	adobe := fakeadobe.New(fakeadobe.Options{SigningKey: rsaKeys()[0]})
+	ims := httptest.NewServer(adobe)
+	t.Cleanup(ims.Close)
+	creds, err := adobe.NewCredentials(fakeadobe.CredentialOptions{Key: rsaKeys()[1], Metascopes: []string{"ent_aem_cloud_api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e := &rotationEnv{t: t, adobe: adobe, imsURL: ims.URL, creds: creds, logs: &logBuffer{},
+		keyFile: filepath.Join(dir, "private.key"), certFile: filepath.Join(dir, "certificate.crt")}
+	now := time.Now()
+	e.now.Store(&now)
+	e.write(e.keyFile, creds.PrivateKeyPEM())
+	e.write(e.certFile, creds.CertificatePEM())
+	cfg, err := config.Load([]string{
+		"IMSPROXY_ROUTES=aem",
+		"IMSPROXY_IMS_URL=" + ims.URL,
+		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
+		"IMSPROXY_AEM_LISTEN=127.0.0.1:0",
+		"IMSPROXY_AEM_UPSTREAM=" + ims.URL,
+		"IMSPROXY_AEM_CLIENT_ID=" + creds.ClientID,
+		"IMSPROXY_AEM_CLIENT_SECRET=" + creds.ClientSecret,
+		"IMSPROXY_AEM_ORG_ID=" + creds.OrgID,
+		"IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID=" + creds.TechnicalAccountID,
+		"IMSPROXY_AEM_PRIVATE_KEY_FILE=" + e.keyFile,
+		"IMSPROXY_AEM_CERTIFICATE_FILE=" + e.certFile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cfg
+	return e
+}
+
+func (e *rotationEnv) clock() time.Time { return *e.now.Load() }
+
+func (e *rotationEnv) advance(d time.Duration) {
+	next := e.clock().Add(d)
+	e.now.Store(&next)
+}
+
+// write replaces a file atomically, as a careful operator (or a secret
+// manager) does.
+func (e *rotationEnv) write(path string, data []byte) {
+	e.t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// newKey binds a certificate for key 2, valid for validity, to the client
+// when register is set, and returns it.
+func (e *rotationEnv) newKey(validity time.Duration, register bool) *fakeadobe.Credentials {
+	e.t.Helper()
+	c, err := fakeadobe.GenerateCredentials(fakeadobe.CredentialOptions{Key: rsaKeys()[2], Validity: validity})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if register {
+		if err := e.adobe.AddCertificate(e.creds.ClientID, c.Certificate); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// watcher builds the route's Manager, fetches its first token, and a
+// watcher on the route driven by the test (poll, reload).
+func (e *rotationEnv) watcher() (*credentialWatcher, *liveCredentials, *tokens.Manager) {
+	e.t.Helper()
+	rc := &e.cfg.Routes[0]
+	client := &http.Client{Timeout: 5 * time.Second}
+	src, err := tokens.NewSource(rc, client)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mgr := tokens.NewManager(rc.Name, src, tokens.Options{Kind: "jwt"})
+	if _, err := mgr.Token(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	w := newCredentialWatcher(slog.New(slog.NewJSONHandler(e.logs, nil)), e.clock, NewMetrics())
+	return w, w.add(rc, mgr, client), mgr
+}
+
+// certificateOf is the fingerprint of the certificate that signed the JWT
+// behind mgr's current token.
+func (e *rotationEnv) certificateOf(mgr *tokens.Manager) string {
+	e.t.Helper()
+	tok, err := mgr.Token(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.adobe.LookupToken(tok.Value).Certificate
+}
+
+func TestCertificateWarning(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		expiry time.Time
+		want   string // "" = no warning
+	}{
+		{"unknown", time.Time{}, ""},
+		{"31 days left", now.Add(31 * 24 * time.Hour), ""},
+		{"30 days left", now.Add(30 * 24 * time.Hour), "expires on 2026-05-31T12:00:00Z (in 30 days)"},
+		{"a day and a bit left", now.Add(25 * time.Hour), "(in 1 day)"},
+		{"a few hours left", now.Add(3 * time.Hour), "(in less than a day)"},
+		{"expired", now.Add(-time.Hour), "expired on 2026-05-01T11:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := CertificateWarning(tt.expiry, now)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("CertificateWarning = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCredentialWatcher_ReloadsARotatedKeyOnceTheFilesSettle(t *testing.T) {
+	e := newRotationEnv(t)
+	w, live, mgr := e.watcher()
+	ctx := context.Background()
+	oldCert := fakeadobe.Fingerprint(e.creds.Certificate)
+
+	w.poll(ctx)
+	if got := e.certificateOf(mgr); got != oldCert {
+		t.Fatalf("before rotation the token comes from %s, want the old certificate %s", got, oldCert)
+	}
+	next := e.newKey(200*24*time.Hour, true)
+	e.write(e.keyFile, next.PrivateKeyPEM())
+	w.poll(ctx) // the key changed, the certificate not yet: wait
+	if got := e.certificateOf(mgr); got != oldCert {
+		t.Fatalf("reloaded before the files settled (token from %s)", got)
+	}
+	e.write(e.certFile, next.CertificatePEM())
+	w.poll(ctx) // changed again: still settling
+	w.poll(ctx) // unchanged for one interval: reload
+	if got, want := e.certificateOf(mgr), fakeadobe.Fingerprint(next.Certificate); got != want {
+		t.Fatalf("after rotation the token comes from %s, want the new certificate %s\nlogs:\n%s", got, want, e.logs)
+	}
+	if got := live.certificateExpiry(); !got.Equal(next.Certificate.NotAfter) {
+		t.Errorf("certificate expiry = %v, want the new certificate's %v", got, next.Certificate.NotAfter)
+	}
+	if st := live.reloadStatus(); st == nil || st.Reloaded.IsZero() || st.LastError != "" {
+		t.Errorf("reload status = %+v, want a successful reload", st)
+	}
+	if n := counterValue(t, w.reloads.WithLabelValues("aem", "success")); n != 1 {
+		t.Errorf("successful reloads = %v, want 1", n)
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"credentials reloaded"`) {
+		t.Errorf("no reload logged:\n%s", e.logs)
+	}
+	if strings.Contains(e.logs.String(), "reload failed") {
+		t.Errorf("a reload failed on the way (half-rotated files were read):\n%s", e.logs)
+	}
+	// Nothing changes: no further exchange.
+	before := e.adobe.Stats().Exchanges["success"]
+	w.poll(ctx)
+	w.poll(ctx)
+	if after := e.adobe.Stats().Exchanges["success"]; after != before {
+		t.Errorf("unchanged files caused %d exchanges", after-before)
+	}
+}
+
+func TestCredentialWatcher_BrokenFileKeepsTheOldCredentials(t *testing.T) {
+	e := newRotationEnv(t)
+	w, live, mgr := e.watcher()
+	ctx := context.Background()
+	before, err := mgr.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LXNlY3JldC1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
+	e.write(e.keyFile, []byte(garbage))
+	w.poll(ctx)
+	w.poll(ctx)
+	after, err := mgr.Token(ctx)
+	if err != nil || after.Value != before.Value {
+		t.Fatalf("token after a broken reload: changed=%v err=%v; want the old one kept", after.Value != before.Value, err)
+	}
+	st := live.reloadStatus()
+	if st == nil || !strings.Contains(st.LastError, "IMSPROXY_AEM_PRIVATE_KEY_FILE") || st.LastErrorAt.IsZero() {
+		t.Fatalf("reload status = %+v, want the error naming the variable", st)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "credentials reload failed; the old credentials stay in use") ||
+		!strings.Contains(logs, "IMSPROXY_AEM_PRIVATE_KEY_FILE") {
+		t.Errorf("reload failure not logged with the variable:\n%s", logs)
+	}
+	if strings.Contains(logs, "bm90LWEta2V5") {
+		t.Errorf("the file's content reached the log:\n%s", logs)
+	}
+	// A configuration problem is not retried until the file changes.
+	w.poll(ctx)
+	e.advance(time.Hour)
+	w.poll(ctx)
+	if n := strings.Count(e.logs.String(), "reload failed"); n != 1 {
+		t.Errorf("%d failures logged for one broken file, want 1", n)
+	}
+	// Fixing the file recovers.
+	e.write(e.keyFile, e.creds.PrivateKeyPEM())
+	w.poll(ctx)
+	w.poll(ctx)
+	if st := live.reloadStatus(); st == nil || st.LastError != "" || st.Reloaded.IsZero() {
+		t.Errorf("reload status after the fix = %+v, want the error cleared", st)
+	}
+}
+
+func TestCredentialWatcher_RetriesAReloadIMSRefused(t *testing.T) {
+	e := newRotationEnv(t)
+	w, live, mgr := e.watcher()
+	ctx := context.Background()
+	// The operator installs the new key before uploading its certificate.
+	next := e.newKey(365*24*time.Hour, false)
+	e.write(e.keyFile, next.PrivateKeyPEM())
+	e.write(e.certFile, next.CertificatePEM())
+	w.poll(ctx)
+	w.poll(ctx)
+	st := live.reloadStatus()
+	if st == nil || !strings.Contains(st.LastError, "invalid_signature") {
+		t.Fatalf("reload status = %+v, want invalid_signature", st)
+	}
+	if !strings.Contains(e.logs.String(), `"hint":"the private key does not match any certificate`) {
+		t.Errorf("the failure is logged without the IMS hint:\n%s", e.logs)
+	}
+	if got := e.certificateOf(mgr); got != fakeadobe.Fingerprint(e.creds.Certificate) {
+		t.Fatalf("the refused key replaced the old one (token from %s)", got)
+	}
+	if err := e.adobe.AddCertificate(e.creds.ClientID, next.Certificate); err != nil {
+		t.Fatal(err)
+	}
+	w.poll(ctx) // the retry is not due yet
+	if got := e.certificateOf(mgr); got == fakeadobe.Fingerprint(next.Certificate) {
+		t.Fatal("retried before the backoff")
+	}
+	e.advance(minReloadRetry)
+	w.poll(ctx)
+	if got := e.certificateOf(mgr); got != fakeadobe.Fingerprint(next.Certificate) {
+		t.Fatalf("after the retry the token comes from %s, want the new certificate\nlogs:\n%s", got, e.logs)
+	}
+}
+
+// serverWith starts a Server for cfg and returns its admin URL.
+func serverWith(t *testing.T, cfg *config.Config, logs io.Writer) (*Server, string) {
+	t.Helper()
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	admin := "http://" + srv.AdminAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return srv, admin
+}
+
+func TestServer_ReloadUpdatesReadyzAndTheCertificateMetric(t *testing.T) {
+	e := newRotationEnv(t)
+	srv, admin := serverWith(t, e.cfg, e.logs)
+	next := e.newKey(100*24*time.Hour, true)
+	// Written in place, not renamed, to show that Reload does not depend
+	// on how the files changed.
+	if err := os.WriteFile(e.certFile, next.CertificatePEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.keyFile, next.PrivateKeyPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Reload()
+
+	var body struct {
+		Routes map[string]struct {
+			CertificateExpiry time.Time     `json:"certificate_expiry"`
+			Reload            *reloadStatus `json:"credentials_reload"`
+		} `json:"routes"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := body.Routes["aem"].Reload; r != nil && !r.Reloaded.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload in /readyz after 10 s: %+v\nlogs:\n%s", body, e.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := body.Routes["aem"].CertificateExpiry; !got.Equal(next.Certificate.NotAfter.Truncate(time.Second)) {
+		t.Errorf("/readyz certificate_expiry = %v, want the new certificate's %v", got, next.Certificate.NotAfter)
+	}
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `imsproxy_certificate_expiry_timestamp_seconds{route="aem"} ` + strconv.FormatFloat(float64(next.Certificate.NotAfter.Unix()), 'g', -1, 64)
+	if !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %q:\n%s", want, grepLines(string(metrics), "certificate"))
+	}
+	if !strings.Contains(string(metrics), `imsproxy_credential_reloads_total{outcome="success",route="aem"} 1`) {
+		t.Errorf("reload not counted:\n%s", grepLines(string(metrics), "reloads"))
+	}
+}
+
+func TestCredentialWatcher_WarnsOfACertificateAboutToExpire(t *testing.T) {
+	e := newRotationEnv(t)
+	w, _, _ := e.watcher()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.advance(time.Until(e.creds.Certificate.NotAfter) - 10*24*time.Hour - time.Hour)
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.logs.String(), "the certificate expires on") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if logs := e.logs.String(); !strings.Contains(logs, `"level":"WARN","msg":"the certificate expires on`) ||
+		!strings.Contains(logs, "(in 10 days)") {
+		t.Errorf("no expiry warning at start:\n%s", logs)
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

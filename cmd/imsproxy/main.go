@@ -25,6 +25,9 @@ const usage = `usage: imsproxy [command]
 
 commands:
   serve      run the proxy from the environment (the default)
+  check      validate the configuration and obtain one token per route
+  keygen     write a private key and certificate for the Developer Console
+  token      print an access token for a route (for scripts)
   version    print the version
 `
 
@@ -38,6 +41,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(environ, stderr)
+	case "check":
+		return check(args[1:], environ, stdout, stderr)
+	case "keygen":
+		return keygen(args[1:], stdout, stderr)
+	case "token":
+		return token(args[1:], environ, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

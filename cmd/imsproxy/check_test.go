@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+)
+
+// testKeys are generated once (slow under -race): 0 signs the emulator's
+// tokens, 1 and 2 are credentials' keys.
+var testKeys = sync.OnceValue(func() [3]*rsa.PrivateKey {
+	var ks [3]*rsa.PrivateKey
+	for i := range ks {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		ks[i] = k
+	}
+	return ks
+})
+
+// emulator is an in-process Adobe emulator for one test.
+type emulator struct {
+	*fakeadobe.Server
+	URL string
+}
+
+func startEmulator(t *testing.T) *emulator {
+	t.Helper()
+	srv := fakeadobe.New(fakeadobe.Options{SigningKey: testKeys()[0]})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return &emulator{Server: srv, URL: ts.URL}
+}
+
+func (e *emulator) credentials(t *testing.T, opts fakeadobe.CredentialOptions) *fakeadobe.Credentials {
+	t.Helper()
+	if opts.Key == nil {
+		opts.Key = testKeys()[1]
+	}
+	c, err := e.NewCredentials(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// oauthEnv configures route stock with OAuth against e.
+func (e *emulator) oauthEnv(c *fakeadobe.Credentials) []string {
+	return []string{
+		"IMSPROXY_ROUTES=stock",
+		"IMSPROXY_IMS_URL=" + e.URL,
+		"IMSPROXY_STOCK_UPSTREAM=" + e.URL,
+		"IMSPROXY_STOCK_CLIENT_ID=" + c.ClientID,
+		"IMSPROXY_STOCK_CLIENT_SECRET=" + c.ClientSecret,
+		"IMSPROXY_STOCK_SCOPES=" + strings.Join(c.Scopes, ","),
+	}
+}
+
+// jwtEnv configures route aem with JWT credentials against e, the key in a
+// file, plus extra variables (ones it does not set itself). Its first two
+// entries are the global ones.
+func (e *emulator) jwtEnv(t *testing.T, c *fakeadobe.Credentials, extra ...string) []string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "private.key")
+	if err := os.WriteFile(key, c.PrivateKeyPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{
+		"IMSPROXY_ROUTES=aem",
+		"IMSPROXY_IMS_URL=" + e.URL,
+		"IMSPROXY_AEM_UPSTREAM=" + e.URL,
+		"IMSPROXY_AEM_CLIENT_ID=" + c.ClientID,
+		"IMSPROXY_AEM_CLIENT_SECRET=" + c.ClientSecret,
+		"IMSPROXY_AEM_ORG_ID=" + c.OrgID,
+		"IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID=" + c.TechnicalAccountID,
+		"IMSPROXY_AEM_PRIVATE_KEY_FILE=" + key,
+	}, extra...)
+}
+
+// replaceVar returns env with the variable k set to v.
+func replaceVar(env []string, k, v string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, k+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, k+"="+v)
+}
+
+func runCmd(t *testing.T, environ []string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, environ, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCheck_GoodRoutesSayTokenRetrieved(t *testing.T) {
+	e := startEmulator(t)
+	stock := e.credentials(t, fakeadobe.CredentialOptions{})
+	// The AEM credentials' certificate expires in 10 days: a warning, not
+	// a failure.
+	aem := e.credentials(t, fakeadobe.CredentialOptions{Key: testKeys()[2], Validity: 10*24*time.Hour + time.Hour})
+	credsFile := filepath.Join(t.TempDir(), "aem.json")
+	data, err := aem.ServiceCredentialsJSON(e.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(credsFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(e.oauthEnv(stock), "IMSPROXY_AEM_UPSTREAM="+e.URL, "IMSPROXY_AEM_CREDENTIALS_FILE="+credsFile)
+	env = replaceVar(env, "IMSPROXY_ROUTES", "stock,aem")
+
+	code, stdout, stderr := runCmd(t, env, "check")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"route stock (oauth, IMS " + e.URL + "): token retrieved successfully, expires in 23h59m\n",
+		"route aem (jwt, IMS " + e.URL + "): token retrieved successfully, expires in 23h59m\n",
+		"  WARNING: the certificate expires on " + aem.Certificate.NotAfter.UTC().Format(time.RFC3339) + " (in 10 days)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "failed") {
+		t.Errorf("stdout reports a failure:\n%s", stdout)
+	}
+}
+
+func TestCheck_ReportsTheIMSErrorAndHint(t *testing.T) {
+	e := startEmulator(t)
+	c := e.credentials(t, fakeadobe.CredentialOptions{Metascopes: []string{"ent_aem_cloud_api"}})
+	other, err := fakeadobe.GenerateCredentials(fakeadobe.CredentialOptions{Key: testKeys()[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"wrong client secret", replaceVar(e.jwtEnv(t, c), "IMSPROXY_AEM_CLIENT_SECRET", "p8e-wrong"), []string{
+			"FAILED invalid_client: The client ID and client secret combination is invalid",
+			"hint: the client id and client secret do not match",
+		}},
+		{"key without an uploaded certificate", e.jwtEnv(t, &fakeadobe.Credentials{
+			ClientID: c.ClientID, ClientSecret: c.ClientSecret, OrgID: c.OrgID, TechnicalAccountID: c.TechnicalAccountID,
+			PrivateKey: other.PrivateKey,
+		}), []string{
+			"FAILED invalid_signature: The JWT signature does not match any certificate on record",
+			"hint: the private key does not match any certificate uploaded for this client",
+		}},
+		{"metascope outside the binding", e.jwtEnv(t, c, "IMSPROXY_AEM_METASCOPES=ent_brand_portal_sdk"), []string{
+			"FAILED invalid_scope: The metascopes in the JWT are not a subset of the metascopes in the binding.",
+			"hint: the requested scopes are not those bound to this client",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCmd(t, tt.env, "check")
+			if code != 1 {
+				t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+			}
+			want := append(tt.want, "route aem (jwt, IMS "+e.URL+"): ", "1 of 1 routes failed")
+			for _, w := range want {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			if strings.Contains(stdout+stderr, c.ClientSecret) || strings.Contains(stdout+stderr, "p8e-wrong") {
+				t.Errorf("a client secret was printed:\n%s%s", stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestCheck_JSON(t *testing.T) {
+	e := startEmulator(t)
+	good := e.credentials(t, fakeadobe.CredentialOptions{})
+	env := append(e.oauthEnv(good), e.jwtEnv(t, good)[2:]...) // stock (oauth) + aem (jwt)
+	env = replaceVar(env, "IMSPROXY_ROUTES", "stock,aem")
+	env = replaceVar(env, "IMSPROXY_AEM_CLIENT_SECRET", "p8e-wrong")
+
+	code, stdout, stderr := runCmd(t, env, "check", "-json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var report checkReport
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	if report.OK || len(report.Routes) != 2 {
+		t.Fatalf("report = %+v, want not ok with 2 routes", report)
+	}
+	stock, aem := report.Routes[0], report.Routes[1]
+	if !stock.OK || stock.Route != "stock" || stock.ExpiresIn != "23h59m" || time.Until(stock.Expiry) < 23*time.Hour {
+		t.Errorf("stock = %+v, want ok with a 24 h token", stock)
+	}
+	if aem.OK || aem.Error != "invalid_client" || aem.Description == "" || !strings.Contains(aem.Hint, "client secret") {
+		t.Errorf("aem = %+v, want invalid_client with description and hint", aem)
+	}
+}
+
+func TestCheck_InvalidConfigurationExits2(t *testing.T) {
+	env := []string{"IMSPROXY_ROUTES=aem", "IMSPROXY_AEM_UPSTREAM=http://127.0.0.1:1", "IMSPROXY_AEM_PRIVATE_KEY=not a key"}
+	code, stdout, stderr := runCmd(t, env, "check")
+	if code != 2 || !strings.Contains(stderr, "IMSPROXY_AEM_PRIVATE_KEY: is not PEM") || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and the problem on stderr", code, stdout, stderr)
+	}
+	code, stdout, _ = runCmd(t, env, "check", "-json")
+	var report checkReport
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil || code != 2 || report.OK {
+		t.Fatalf("exit %d, report %+v (%v), want 2 and a JSON report", code, report, err)
+	}
+	found := false
+	for _, p := range report.Problems {
+		found = found || (p.Variable == "IMSPROXY_AEM_PRIVATE_KEY" && strings.Contains(p.Message, "is not PEM"))
+	}
+	if !found {
+		t.Errorf("problems = %+v, want IMSPROXY_AEM_PRIVATE_KEY", report.Problems)
+	}
+	if code, _, _ := runCmd(t, env, "check", "extra"); code != 2 {
+		t.Errorf("an extra argument: exit %d, want 2", code)
+	}
+}
+
+func TestCheck_UnreachableIMS(t *testing.T) {
+	e := startEmulator(t)
+	c := e.credentials(t, fakeadobe.CredentialOptions{})
+	env := replaceVar(e.oauthEnv(c), "IMSPROXY_IMS_URL", "http://127.0.0.1:1")
+	code, stdout, _ := runCmd(t, env, "check", "-timeout", "5s")
+	if code != 1 || !strings.Contains(stdout, "FAILED ims_unreachable") || !strings.Contains(stdout, "hint: IMS could not be reached") {
+		t.Fatalf("exit %d, stdout:\n%s\nwant 1 with ims_unreachable and its hint", code, stdout)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{86399999 * time.Millisecond, "23h59m"},
+		{time.Hour, "1h0m"},
+		{5*time.Minute + 30*time.Second, "5m"},
+		{2900 * time.Millisecond, "2s"},
+		{-time.Second, "0s"},
+	}
+	for _, tt := range tests {
+		if got := shortDuration(tt.d); got != tt.want {
+			t.Errorf("shortDuration(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}

@@ -3,8 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -24,22 +22,9 @@ import (
 
 	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/internal/testkeys"
 	"github.com/imsproxy/imsproxy/tokens"
 )
-
-// rsaKeys are generated once: a 2048-bit key takes a while under -race.
-// 0 signs the emulator's tokens, 1 and 2 are a route's old and new key.
-var rsaKeys = sync.OnceValue(func() [3]*rsa.PrivateKey {
-	var ks [3]*rsa.PrivateKey
-	for i := range ks {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		ks[i] = k
-	}
-	return ks
-})
 
 // logBuffer collects log output for assertions; safe for concurrent use.
 type logBuffer struct {
@@ -75,10 +60,10 @@ type rotationEnv struct {
 
 func newRotationEnv(t *testing.T) *rotationEnv {
 	t.Helper()
-	adobe := fakeadobe.New(fakeadobe.Options{SigningKey: rsaKeys()[0]})
+	adobe := fakeadobe.New(fakeadobe.Options{SigningKey: testkeys.RSA(0)})
 	ims := httptest.NewServer(adobe)
 	t.Cleanup(ims.Close)
-	creds, err := adobe.NewCredentials(fakeadobe.CredentialOptions{Key: rsaKeys()[1], Metascopes: []string{"ent_aem_cloud_api"}})
+	creds, err := adobe.NewCredentials(fakeadobe.CredentialOptions{Key: testkeys.RSA(1), Metascopes: []string{"ent_aem_cloud_api"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +118,7 @@ func (e *rotationEnv) write(path string, data []byte) {
 // when register is set, and returns it.
 func (e *rotationEnv) newKey(validity time.Duration, register bool) *fakeadobe.Credentials {
 	e.t.Helper()
-	c, err := fakeadobe.GenerateCredentials(fakeadobe.CredentialOptions{Key: rsaKeys()[2], Validity: validity})
+	c, err := fakeadobe.GenerateCredentials(fakeadobe.CredentialOptions{Key: testkeys.RSA(2), Validity: validity})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -49,16 +48,11 @@ type routeCheck struct {
 // per route (SPEC §9): exit 0 when every route got a token, 1 when one did
 // not, 2 when the configuration is invalid.
 func check(args, environ []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
+		"Validates the configuration and obtains one token per route from IMS.\n"+
+		"Exit status: 0 every route got a token, 1 a route did not, 2 invalid configuration.\n\n", stderr)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	timeout := fs.Duration("timeout", tokens.DefaultFetchTimeout, "bound on each route's token exchange")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
-			"Validates the configuration and obtains one token per route from IMS.\n"+
-			"Exit status: 0 every route got a token, 1 a route did not, 2 invalid configuration.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage(err)
 	}

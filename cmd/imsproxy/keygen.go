@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/imsproxy/imsproxy/proxy"
 )
 
 // The files keygen writes (SPEC §9), and the longest validity it accepts:
@@ -39,17 +40,12 @@ type keyPair struct {
 // (SPEC §9): the private key the proxy signs with and the certificate to
 // upload to the Developer Console.
 func keygen(args []string, stdout, stderr io.Writer) int {
-	fl := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlagSet("keygen", "usage: imsproxy keygen -out DIR [-days 365] [-cn NAME]\n\n"+
+		"Writes an RSA 2048 private key (PKCS#8 PEM, mode 0600) and a self-signed certificate to upload\n"+
+		"to the Adobe Developer Console. Existing files are never overwritten.\n\n", stderr)
 	out := fl.String("out", "", "directory to write "+keyFileName+" and "+certFileName+" to (created if missing)")
 	days := fl.Int("days", 365, "days the certificate is valid")
 	cn := fl.String("cn", "imsproxy", "common name of the certificate, to tell it apart in the Developer Console")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "usage: imsproxy keygen -out DIR [-days 365] [-cn NAME]\n\n"+
-			"Writes an RSA 2048 private key (PKCS#8 PEM, mode 0600) and a self-signed certificate to upload\n"+
-			"to the Adobe Developer Console. Existing files are never overwritten.\n\n")
-		fl.PrintDefaults()
-	}
 	if err := fl.Parse(args); err != nil {
 		return exitUsage(err)
 	}
@@ -84,7 +80,8 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	kp, err := generateKeyPair(*cn, time.Duration(*days)*24*time.Hour, time.Now())
+	now := time.Now()
+	kp, err := generateKeyPair(*cn, time.Duration(*days)*24*time.Hour, now)
 	if err != nil {
 		fmt.Fprintf(stderr, "imsproxy keygen: %v\n", err)
 		return 1
@@ -93,7 +90,7 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "imsproxy keygen: %v\n", err)
 		return 1
 	}
-	printNextSteps(stdout, keyPath, certPath, kp.Cert)
+	printNextSteps(stdout, keyPath, certPath, kp.Cert, now)
 	return 0
 }
 
@@ -183,9 +180,12 @@ func fingerprint(c *x509.Certificate) string {
 	return strings.Join(parts, ":")
 }
 
-func printNextSteps(w io.Writer, keyPath, certPath string, cert *x509.Certificate) {
+func printNextSteps(w io.Writer, keyPath, certPath string, cert *x509.Certificate, now time.Time) {
 	expiry := cert.NotAfter.UTC()
-	renew := expiry.Add(-30 * 24 * time.Hour).Format("2006-01-02")
+	warns := "the proxy warns from " + expiry.Add(-proxy.CertificateWarningPeriod).Format("2006-01-02") + " on"
+	if proxy.CertificateWarning(expiry, now) != "" {
+		warns = "the proxy warns about it from the start, as it expires within 30 days"
+	}
 	fmt.Fprintf(w, `wrote %s (RSA 2048, PKCS#8, mode 0600): keep it secret, never upload it
 wrote %s (self-signed X.509, CN=%s)
   SHA-256 fingerprint: %s
@@ -201,7 +201,7 @@ next steps:
      has obtained a token; requests keep flowing meanwhile.
   3. Run "imsproxy check": it must say "token retrieved successfully" for the route.
   4. Revoke and delete the old certificate in the Developer Console.
-  Renew before %s; the proxy warns from %s on.
+  Renew before %s; %s.
 `, keyPath, certPath, cert.Subject.CommonName, fingerprint(cert), expiry.Format(time.RFC3339),
-		filepath.Base(certPath), keyPath, certPath, expiry.Format("2006-01-02"), renew)
+		filepath.Base(certPath), keyPath, certPath, expiry.Format("2006-01-02"), warns)
 }

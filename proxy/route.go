@@ -46,6 +46,8 @@ type Route struct {
 	apiKey  []string
 	product []string
 	bearer  atomic.Pointer[bearerHeader]
+
+	guards guards // who may call, licensing, downloads (stock.go)
 }
 
 // bearerHeader caches "Bearer <token>" for the current token.
@@ -59,6 +61,9 @@ type RouteOptions struct {
 	Logger    *slog.Logger
 	Transport http.RoundTripper // nil = NewTransport(cfg)
 	Metrics   *Metrics          // nil = no metrics
+	Callers   *Callers          // nil = anyone who reaches the listener may call
+	Audit     *AuditLog         // nil = no audit log of licensing
+	Now       func() time.Time  // the licence day's clock; nil = time.Now
 }
 
 // NewRoute returns the handler of route cfg, getting tokens from src (nil
@@ -90,6 +95,7 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 		ErrorHandler: rt.proxyError,
 		ErrorLog:     slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
+	rt.guards = newGuards(rt, opts)
 	return rt
 }
 
@@ -102,16 +108,24 @@ func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w)
 	defer rec.release()
 	id := setRequestID(rec, r)
+	defer rt.recoverPanic(rec, r, id, start)
 	rt.serve(rec, r)
 	rt.record(rec, r, id, start)
 }
 
 // serve runs the request through the route's stages.
 func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
-	if !rt.limitBody(w, r) {
+	caller, ok := rt.admit(w, r) // callers.go
+	if !ok || !rt.limitBody(w, r) {
 		return
 	}
+	w, held, ok := rt.stock(w, r, caller) // licensing guards, downloads (stock.go)
+	if !ok {
+		return
+	}
+	defer held.abandon() // settles a licence cut short by a panic; nil-safe
 	rt.forward(w, r)
+	held.finish()
 }
 
 // record counts the answer and, at debug level, logs it.

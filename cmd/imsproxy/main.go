@@ -25,6 +25,7 @@ const usage = `usage: imsproxy [command]
 
 commands:
   serve      run the proxy from the environment (the default)
+  caller-key mint a caller key for IMSPROXY_CALLERS_FILE (-name, -routes, -license)
   version    print the version
 `
 
@@ -38,6 +39,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(environ, stderr)
+	case "caller-key":
+		return callerKey(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,11 @@ func serve(environ []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg, stderr)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	var problems config.Problems
+	if errors.As(err, &problems) { // the callers file, the audit log
+		fmt.Fprintf(stderr, "imsproxy: invalid configuration:\n%v\n", problems)
+		return 2
+	}
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1

@@ -77,3 +77,14 @@ func (sec *security) run(ctx context.Context) {
 
 // close closes the audit log.
 func (sec *security) close() { _ = sec.audit.Close() }
+
+// ReloadCallers re-reads IMSPROXY_CALLERS_FILE now (for SIGHUP; changes are
+// also picked up on their own within a second). Without a callers file it
+// does nothing. On error the previous callers stay in force.
+func (s *Server) ReloadCallers() error {
+	if s.sec.callers == nil {
+		return nil
+	}
+	_, err := s.sec.callers.Reload()
+	return err
+}

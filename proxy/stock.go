@@ -72,6 +72,9 @@ const (
 // upstream that normalises a spelling the guard missed would license
 // unguarded: when in doubt, a path is a licence.
 func classifyStock(p string) stockPath {
+	if !maybeSpecial(p) {
+		return pathOther // most requests (searches): decided without allocating
+	}
 	forms := []string{p}
 	if u, err := url.PathUnescape(p); err == nil && u != p {
 		forms = append(forms, u)
@@ -92,6 +95,28 @@ func classifyStock(p string) stockPath {
 }
 
 func cleanPath(p string) string { return path.Clean("/" + p) }
+
+// maybeSpecial is a quick screen: a path without any of these cannot be a
+// licensing, licence-information or download path in any spelling that
+// classifyStock recognises.
+func maybeSpecial(p string) bool {
+	return strings.ContainsAny(p, `%\`) || containsFold(p, "icens") || containsFold(p, "download") || containsFold(p, "info")
+}
+
+// containsFold reports whether s contains the lower-case ASCII sub, in any
+// ASCII case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for j < len(sub) && s[i+j]|0x20 == sub[j] {
+			j++
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}
 
 // stock runs a stock route's stage between the caller check and the
 // forward: licences are guarded (and answered here when refused),

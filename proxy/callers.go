@@ -54,10 +54,12 @@ type callerEntry struct {
 type callerSet struct{ callers []Caller }
 
 // ParseCallers parses a callers file: a JSON list of
-// {"name", "key_sha256", "routes": [...], "license": bool}. Every problem is
-// reported, one per line; a message never repeats a key_sha256 value (an
-// operator may have pasted the key itself there).
-func ParseCallers(data []byte) ([]Caller, error) {
+// {"name", "key_sha256", "routes": [...], "license": bool}. When routes is
+// not nil, every caller's routes must be among them (the configured
+// routes). Every problem is reported, one per line; a message never
+// repeats a key_sha256 value (an operator may have pasted the key itself
+// there).
+func ParseCallers(data []byte, routes []string) ([]Caller, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var entries []callerEntry
@@ -109,8 +111,11 @@ func ParseCallers(data []byte) ([]Caller, error) {
 			add(i, e.Name, "routes is empty: list the routes this caller may use, e.g. [\"stock\"]")
 		}
 		for _, r := range e.Routes {
-			if r == "" || r != strings.ToLower(strings.TrimSpace(r)) || !printableName(r) {
+			switch {
+			case r == "" || r != strings.ToLower(strings.TrimSpace(r)) || !printableName(r):
 				add(i, e.Name, "routes holds %q: route names are lower case, as in IMSPROXY_ROUTES", r)
+			case routes != nil && !slices.Contains(routes, r):
+				add(i, e.Name, "route %q is not configured (routes: %s)", r, strings.Join(routes, ", "))
 			}
 		}
 		c.Routes = slices.Clone(e.Routes)
@@ -242,10 +247,7 @@ func (c *Callers) reload() (bool, error) {
 	if c.set.Load() != nil && sum == c.loaded {
 		return false, nil
 	}
-	callers, err := ParseCallers(data)
-	if err == nil {
-		err = c.checkRoutes(callers)
-	}
+	callers, err := ParseCallers(data, c.routes)
 	if err != nil {
 		return false, callersProblems(c.path, err)
 	}
@@ -266,24 +268,6 @@ func callersProblems(prefix string, err error) config.Problems {
 		ps = append(ps, config.Problem{Var: "IMSPROXY_CALLERS_FILE", Message: prefix + ": " + line})
 	}
 	return ps
-}
-
-// checkRoutes refuses routes that are not configured: a typo there would
-// otherwise show up only as a 403 to the caller.
-func (c *Callers) checkRoutes(callers []Caller) error {
-	var problems []string
-	for i, cl := range callers {
-		for _, r := range cl.Routes {
-			if !slices.Contains(c.routes, r) {
-				problems = append(problems, fmt.Sprintf("caller %d (%s): route %q is not configured (routes: %s)",
-					i+1, cl.Name, r, strings.Join(c.routes, ", ")))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "\n"))
-	}
-	return nil
 }
 
 // watch reloads the file whenever its content changes, until ctx is done.

@@ -77,7 +77,7 @@ func TestParseCallers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseCallers([]byte(tt.data))
+			got, err := ParseCallers([]byte(tt.data), nil)
 			if tt.errs == nil {
 				if err != nil || len(got) != tt.want {
 					t.Fatalf("got %d callers, error %v; want %d", len(got), err, tt.want)
@@ -102,7 +102,7 @@ func TestParseCallers(t *testing.T) {
 func TestCallerSet_Lookup(t *testing.T) {
 	callers, err := ParseCallers([]byte(callersJSON(
 		callerEntry{Name: "a", KeySHA256: "key-a", Routes: []string{"stock"}},
-		callerEntry{Name: "b", KeySHA256: "key-b", Routes: []string{"stock"}})))
+		callerEntry{Name: "b", KeySHA256: "key-b", Routes: []string{"stock"}})), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func FuzzCallersFile(f *testing.F) {
 	f.Add([]byte(`[{"name":"dam","key_sha256":"` + keyHash("k") + `","routes":["stock"],"license":true}]`))
 	f.Add([]byte(`[{"name":"","key_sha256":"imsp_secret","routes":[]}]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		callers, err := ParseCallers(data)
+		callers, err := ParseCallers(data, nil)
 		if err != nil {
 			if callers != nil {
 				t.Fatal("callers returned with an error")

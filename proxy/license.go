@@ -42,32 +42,32 @@ func parseLicenceQuery(rawQuery string) (licenceRequest, error) {
 	var lr licenceRequest
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return lr, errors.New("The query does not parse; send content_id and license as ordinary query parameters.")
+		return lr, errors.New("the query does not parse; send content_id and license as ordinary query parameters")
 	}
 	for k := range q {
 		for _, name := range []string{"content_id", "license", "license_again"} {
 			if k != name && strings.HasPrefix(k, name+"[") {
-				return lr, errors.New("Send " + name + " once, as a plain value (" + name + "[] is not accepted).")
+				return lr, errors.New("send " + name + " once, as a plain value (" + name + "[] is not accepted)")
 			}
 		}
 	}
 	ids := q["content_id"]
 	if len(ids) != 1 || !canonicalID(ids[0]) {
-		return lr, errors.New("Send exactly one content_id: the asset's numeric id, without leading zeros.")
+		return lr, errors.New("send exactly one content_id: the asset's numeric id, without leading zeros")
 	}
 	lr.ContentID = ids[0]
 	switch lics := q["license"]; {
 	case len(lics) > 1:
-		return lr, errors.New("Send license at most once.")
+		return lr, errors.New("send license at most once")
 	case len(lics) == 1:
 		if !licenceName(lics[0]) {
-			return lr, errors.New("license must be a licence type such as Standard, Extended or Video_HD.")
+			return lr, errors.New("license must be a licence type such as Standard, Extended or Video_HD")
 		}
 		lr.License = lics[0]
 	}
 	switch again := q["license_again"]; {
 	case len(again) > 1:
-		return lr, errors.New("Send license_again at most once.")
+		return lr, errors.New("send license_again at most once")
 	case len(again) == 1:
 		lr.Again = again[0] == "true" || again[0] == "1"
 	}
@@ -109,7 +109,7 @@ func licenceName(s string) bool {
 func checkLicenceBody(r *http.Request) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
-		return errors.New("Send licence references as a JSON body ({\"cce_agency\":[...]}), not a form.")
+		return errors.New("send licence references as a JSON body ({\"cce_agency\":[...]}), not a form")
 	}
 	return nil
 }
@@ -174,7 +174,7 @@ func (rt *Route) guardLicence(w http.ResponseWriter, r *http.Request, caller *Ca
 			"Caller "+caller.Name+" may not license Stock content; ask the operator to set \"license\": true in its entry in IMSPROXY_CALLERS_FILE.")
 		return nil, false
 	case bad != nil:
-		a.refuse(w, http.StatusBadRequest, outcomeBadRequest, bad.Error())
+		a.refuse(w, http.StatusBadRequest, outcomeBadRequest, "The licence was not requested: "+bad.Error()+".")
 		return nil, false
 	}
 	a.rec.LicenseAgain = lr.Again

@@ -28,7 +28,7 @@ func TestCallerKey_PrintsKeyHashAndAnEntryTheProxyAccepts(t *testing.T) {
 	if !strings.HasPrefix(key, "imsp_") || len(key) < 40 || hash != hex.EncodeToString(sum[:]) {
 		t.Fatalf("key %q, hash %q: want an imsp_ key of 256 bits and its SHA-256", key, hash)
 	}
-	callers, err := proxy.ParseCallers([]byte("[" + entry + "]"))
+	callers, err := proxy.ParseCallers([]byte("["+entry+"]"), []string{"stock", "aem"})
 	if err != nil {
 		t.Fatalf("the printed entry is not a valid callers file: %v\n%s", err, entry)
 	}

@@ -37,11 +37,20 @@ func (rt *Route) downloadProxy(base *url.URL) *httputil.ReverseProxy {
 		Transport:  rt.rp.Transport,
 		BufferPool: copyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
+			tok, _ := resp.Request.Context().Value(downloadTokenKey{}).(string)
+			if tok == "" {
+				return nil
+			}
 			// The redirect goes to a signed URL that needs no token; one
 			// that carries ours must not reach the caller.
-			tok, _ := resp.Request.Context().Value(downloadTokenKey{}).(string)
-			if tok != "" && strings.Contains(resp.Header.Get("Location"), url.QueryEscape(tok)) {
+			if strings.Contains(resp.Header.Get("Location"), url.QueryEscape(tok)) {
 				return errTokenInRedirect
+			}
+			// The download host refused the token ("This download is
+			// expired"): the next request gets a new one. This one cannot
+			// be sent again from here; the caller retries.
+			if resp.StatusCode == http.StatusUnauthorized {
+				rt.tokens.Invalidate(tok)
 			}
 			return nil
 		},

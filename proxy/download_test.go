@@ -150,3 +150,28 @@ func TestAcceptsGzip(t *testing.T) {
 		}
 	}
 }
+
+func TestRoute_DownloadRefusedTokenIsReplacedForTheNextRequest(t *testing.T) {
+	host := &recordingUpstream{}
+	host.handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if r.URL.Query().Get("token") == "token-1" {
+			http.Error(w, `{"code":"10","error":"This download is expired"}`, http.StatusUnauthorized)
+			return
+		}
+		http.Redirect(w, r, "https://cdn.example/files/1", http.StatusFound)
+	}
+	hostSrv := httptest.NewServer(host)
+	t.Cleanup(hostSrv.Close)
+	front, _ := newTestRoute(t, &recordingUpstream{}, &countingSource{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusFound} {
+		resp, err := client.Get(front.URL + "/Rest/Libraries/Download/1/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("download %d: %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+}

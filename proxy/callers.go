@@ -341,13 +341,32 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 }
 
 // admit screens a request before anything else looks at it: no forward
-// proxying (CONNECT, absolute-form targets) and, with a callers file, a
-// known caller allowed on this route. It answers refused requests itself.
-// The caller is nil when no callers file is configured.
+// proxying (CONNECT, absolute-form targets); with a callers file, a known
+// caller allowed on this route; then MAX_BODY_BYTES (limitBody), so that
+// nobody's body is read before the caller is known. It answers refused
+// requests itself (and audits a refused licensing call). The caller is nil
+// when no callers file is configured.
 func (rt *Route) admit(w http.ResponseWriter, r *http.Request) (*Caller, bool) {
 	if !rt.originForm(w, r) {
 		return nil, false
 	}
+	caller, ok := rt.knownCaller(w, r)
+	if !ok {
+		return nil, false
+	}
+	if !rt.limitBody(w, r) {
+		outcome, status := outcomeBadRequest, http.StatusBadRequest
+		if st, ok := w.(interface{ Status() int }); ok && st.Status() == http.StatusRequestEntityTooLarge {
+			outcome, status = CodeBodyTooLarge, http.StatusRequestEntityTooLarge
+		}
+		rt.auditRefusal(r, caller, outcome, status)
+		return nil, false
+	}
+	return caller, true
+}
+
+// knownCaller identifies the caller when a callers file is configured.
+func (rt *Route) knownCaller(w http.ResponseWriter, r *http.Request) (*Caller, bool) {
 	if rt.guards.callers == nil {
 		return nil, true
 	}

@@ -16,7 +16,9 @@ import (
 
 // Licensing outcomes: the audit log's "outcome" and the outcome label of
 // imsproxy_licenses_total. Refusals by the proxy use their error code
-// (CodeLicensingDisabled, CodeForbidden, ...) or outcomeBadRequest.
+// (CodeUnauthorizedCaller, CodeForbidden, CodeBodyTooLarge,
+// CodeLicensingDisabled, CodeLicenseLimitReached, CodeEditorialUseOnly) or
+// one of these.
 const (
 	outcomeLicensed        = "licensed"         // Stock licensed the content: credits may have been spent
 	outcomeAlreadyLicensed = "already_licensed" // the organisation held that licence already; nothing spent

@@ -647,3 +647,20 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestRoute_LicenceWithOversizedBodyIsAudited(t *testing.T) {
+	stock := &fakeStock{editorial: map[string]bool{"1": false}}
+	lr := newLicensingRoute(t, stock, RouteOptions{}, func(rc *config.Route) { rc.MaxBodyBytes = 1024 })
+	resp, err := http.Post(lr.front.URL+"/Rest/Libraries/1/Content/License?content_id=1&license=Standard", "application/json",
+		strings.NewReader(`{"cce_agency":[{"id":"1","value":"`+strings.Repeat("x", 2048)+`"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeProxyError(t, resp, http.StatusRequestEntityTooLarge, CodeBodyTooLarge)
+	if l := lr.auditLines(t); len(l) != 1 || l[0].Outcome != CodeBodyTooLarge || l[0].Status != 413 || l[0].ContentID != "1" {
+		t.Fatalf("audit %+v", l)
+	}
+	if stock.licences.Load() != 0 {
+		t.Fatal("forwarded")
+	}
+}

@@ -115,8 +115,8 @@ func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve runs the request through the route's stages.
 func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
-	caller, ok := rt.admit(w, r) // callers.go
-	if !ok || !rt.limitBody(w, r) {
+	caller, ok := rt.admit(w, r) // no forward proxying, the caller, the body size (callers.go)
+	if !ok {
 		return
 	}
 	w, held, ok := rt.stock(w, r, caller) // licensing guards, downloads (stock.go)

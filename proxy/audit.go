@@ -82,9 +82,9 @@ func OpenAuditLog(path string, now time.Time, log *slog.Logger) (*AuditLog, erro
 	return a, nil
 }
 
-// IsFile reports whether the log is a file (not stdout), and so whether the
+// isFile reports whether the log is a file (not stdout), and so whether the
 // daily licence counts survive a restart.
-func (a *AuditLog) IsFile() bool { return a != nil && a.file != nil }
+func (a *AuditLog) isFile() bool { return a != nil && a.file != nil }
 
 // Write appends rec as one line. An error is also logged: the attempt has
 // happened, and the operator must know its line is missing.

@@ -46,7 +46,7 @@ func newSecurity(cfg *config.Config, log *slog.Logger, now time.Time) (*security
 		}
 		v := "IMSPROXY_" + envName(rc.Name) + "_"
 		switch {
-		case rc.LicenseDailyLimit > 0 && !sec.audit.IsFile():
+		case rc.LicenseDailyLimit > 0 && !sec.audit.isFile():
 			ps = append(ps, config.Problem{Var: v + "LICENSE_DAILY_LIMIT",
 				Message: "needs IMSPROXY_AUDIT_LOG set to a file: the day's licence count is rebuilt from it after a restart"})
 		case sec.audit == nil:

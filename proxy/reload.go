@@ -175,14 +175,18 @@ func (w *credentialWatcher) add(rc *config.Route, mgr *tokens.Manager, client *h
 // route returns the credential state of the named route (nil if unknown).
 func (w *credentialWatcher) route(name string) *liveCredentials { return w.byName[name] }
 
-// Reload reads every route's credentials again, as SIGHUP asks: the new
-// ones replace the old once they have produced a token. It returns at
-// once; the reload runs in Run's watcher, and a Reload asked for while one
-// is pending is merged with it.
+// Reload reads every route's credentials and the callers file again, as
+// SIGHUP asks. New credentials
+// replace the old once they have produced a token (in Run's watcher: it
+// returns at once, and a Reload asked for while one is pending is merged
+// with it); the callers file is read before it returns.
 func (s *Server) Reload() {
 	select {
 	case s.creds.hup <- struct{}{}:
 	default:
+	}
+	if err := s.ReloadCallers(); err != nil {
+		s.log.Warn("callers file not reloaded: the previous callers stay in force", "error", err)
 	}
 }
 

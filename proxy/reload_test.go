@@ -406,16 +406,6 @@ func TestCredentialWatcher_WarnsOfACertificateAboutToExpire(t *testing.T) {
 	}
 }
 
-func grepLines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric

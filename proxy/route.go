@@ -46,6 +46,8 @@ type Route struct {
 	apiKey  []string
 	product []string
 	bearer  atomic.Pointer[bearerHeader]
+
+	guards guards // who may call, licensing, downloads (stock.go)
 }
 
 // bearerHeader caches "Bearer <token>" for the current token, and the
@@ -61,6 +63,9 @@ type RouteOptions struct {
 	Logger    *slog.Logger
 	Transport http.RoundTripper // nil = NewTransport(cfg)
 	Metrics   *Metrics          // nil = no metrics
+	Callers   *Callers          // nil = anyone who reaches the listener may call
+	Audit     *AuditLog         // nil = no audit log of licensing
+	Now       func() time.Time  // the licence day's clock; nil = time.Now
 }
 
 // NewRoute returns the handler of route cfg, getting tokens from src (nil
@@ -92,6 +97,7 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 		ErrorHandler: rt.proxyError,
 		ErrorLog:     slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
+	rt.guards = newGuards(rt, opts)
 	return rt
 }
 
@@ -104,16 +110,24 @@ func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w)
 	defer rec.release()
 	id := setRequestID(rec, r)
+	defer rt.recoverPanic(rec, r, id, start)
 	rt.serve(rec, r)
 	rt.record(rec, r, id, start)
 }
 
 // serve runs the request through the route's stages.
 func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
-	if !rt.limitBody(w, r) {
+	caller, ok := rt.admit(w, r) // no forward proxying, the caller, the body size (callers.go)
+	if !ok {
 		return
 	}
+	w, held, ok := rt.stock(w, r, caller) // licensing guards, downloads (stock.go)
+	if !ok {
+		return
+	}
+	defer held.abandon() // settles a licence cut short by a panic; nil-safe
 	rt.forward(w, r)
+	held.finish()
 }
 
 // record counts the answer and, at debug level, logs it.
@@ -158,28 +172,37 @@ func (rt *Route) forward(w http.ResponseWriter, r *http.Request) {
 	delete(h, "Authorization")
 	delete(h, "Proxy-Authorization")
 	delete(h, "X-Api-Key")
-	apiKey := rt.apiKey
+	var tok tokens.Token
 	if rt.tokens != nil {
-		tok, err := rt.tokens.Token(r.Context())
-		if err != nil {
+		var err error
+		if tok, err = rt.tokens.Token(r.Context()); err != nil {
 			rt.tokenError(w, r, err)
 			return
 		}
+	}
+	rt.setCredentials(h, tok)
+	if rt.product != nil && len(h["X-Product"]) == 0 {
+		h["X-Product"] = rt.product
+	}
+	rt.rp.ServeHTTP(w, r)
+}
+
+// setCredentials puts the route's credentials on h: the bearer token (when
+// tok has one) and the API key of the client the token was issued to —
+// after a reload that changed the client, the new token goes with the new
+// client's key.
+func (rt *Route) setCredentials(h http.Header, tok tokens.Token) {
+	apiKey := rt.apiKey
+	if tok.Value != "" {
 		b := rt.bearerFor(tok)
 		h["Authorization"] = b.value
 		if b.apiKey != nil {
-			// The key travels with the token: after a reload that changed
-			// the client, the new token goes with the new client's key.
 			apiKey = b.apiKey
 		}
 	}
 	if apiKey != nil {
 		h["X-Api-Key"] = apiKey
 	}
-	if rt.product != nil && len(h["X-Product"]) == 0 {
-		h["X-Product"] = rt.product
-	}
-	rt.rp.ServeHTTP(w, r)
 }
 
 func (rt *Route) bearerFor(tok tokens.Token) *bearerHeader {

@@ -25,6 +25,7 @@ type Server struct {
 	routes   []*Route
 	managers map[string]*tokens.Manager // by route name; absent for AUTH=none
 	creds    *credentialWatcher         // reloads, certificate expiry (reload.go)
+	sec      *security                  // callers file and audit log (security.go)
 
 	listeners []net.Listener // routes in order, then admin
 }
@@ -55,12 +56,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.creds = newCredentialWatcher(s.log, s.now, s.metrics)
+	sec, err := newSecurity(cfg, s.log, s.now())
+	if err != nil {
+		return nil, err // config.Problems
+	}
+	s.sec = sec
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		transport := NewTransport(rc)
 		imsClient := &http.Client{Transport: transport, Timeout: tokens.DefaultFetchTimeout}
 		src, err := tokens.NewSource(rc, imsClient)
 		if err != nil {
+			sec.close()
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		var ts TokenSource
@@ -80,7 +87,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		live := s.creds.add(rc, s.managers[rc.Name], imsClient)
 		s.metrics.watchCertificate(rc.Name, live.certificateExpiry)
-		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics}))
+		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics,
+			Callers: sec.callers, Audit: sec.audit, Now: s.now}))
 		if rc.Auth == config.AuthOAuth && len(rc.Credentials.Scopes) == 0 {
 			s.log.Warn("no IMSPROXY_"+envName(rc.Name)+"_SCOPES for OAuth: IMS will answer invalid_scope if the credential needs any; copy the scopes from the Adobe Developer Console",
 				"route", rc.Name)
@@ -167,11 +175,12 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { mgr.Run(runCtx) })
 	}
 	wg.Go(func() { s.creds.run(runCtx) })
+	wg.Go(func() { s.sec.run(runCtx) })
 	handlers := make([]http.Handler, 0, len(s.listeners))
 	for _, rt := range s.routes {
 		handlers = append(handlers, rt)
 	}
-	handlers = append(handlers, s.adminHandler())
+	handlers = append(handlers, recoverPanics(s.adminHandler(), s.log, "admin"))
 
 	servers := make([]*http.Server, len(s.listeners))
 	errs := make(chan error, len(s.listeners))
@@ -205,6 +214,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sw.Wait()
 	stop()
+	s.sec.close()
 	s.listeners = nil
 	return runErr
 }

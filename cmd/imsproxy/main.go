@@ -28,6 +28,7 @@ commands:
   check      validate the configuration and obtain one token per route
   keygen     write a private key and certificate for the Developer Console
   token      print an access token for a route (for scripts)
+  caller-key mint a caller key for IMSPROXY_CALLERS_FILE (-name, -routes, -license)
   version    print the version
 `
 
@@ -47,6 +48,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return keygen(args[1:], stdout, stderr)
 	case "token":
 		return token(args[1:], environ, stdout, stderr)
+	case "caller-key":
+		return callerKey(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +16,7 @@ import (
 )
 
 // serve runs the proxy until SIGINT or SIGTERM, then drains and exits 0.
-// SIGHUP reloads the routes' credentials.
+// SIGHUP reloads the routes' credentials and the callers file.
 func serve(environ []string, stderr io.Writer) int {
 	// Caught from the start: SIGHUP's default action would kill the proxy.
 	hup := make(chan os.Signal, 1)
@@ -28,6 +29,11 @@ func serve(environ []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg, stderr)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	var problems config.Problems
+	if errors.As(err, &problems) { // the callers file, the audit log
+		fmt.Fprintf(stderr, "imsproxy: invalid configuration:\n%v\n", problems)
+		return 2
+	}
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
@@ -52,7 +58,7 @@ func serve(environ []string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				log.Info("SIGHUP: reloading credentials")
+				log.Info("SIGHUP: reloading credentials and the callers file")
 				srv.Reload()
 			}
 		}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// callerKeyPrefix marks imsproxy caller keys, so that secret scanners and
+// people recognise one in a file or a log.
+const callerKeyPrefix = "imsp_"
+
+// callerKey mints a caller key for IMSPROXY_CALLERS_FILE and prints it, its
+// SHA-256 and the callers-file entry. The key is printed once and stored
+// nowhere: the file holds only its hash.
+func callerKey(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("caller-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "my-app", "the caller's name (in logs and the audit log)")
+	routes := fs.String("routes", "stock", "comma-separated routes the caller may use")
+	license := fs.Bool("license", false, "allow the caller to license Stock content (spends credits)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: imsproxy caller-key [-name NAME] [-routes stock,aem] [-license]\n\n"+
+			"Mints a random caller key and prints it with its SHA-256 and the entry to add to IMSPROXY_CALLERS_FILE.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "imsproxy caller-key: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var list []string
+	for _, r := range strings.Split(*routes, ",") {
+		if r = strings.ToLower(strings.TrimSpace(r)); r != "" {
+			list = append(list, r)
+		}
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		fmt.Fprintf(stderr, "imsproxy caller-key: %v\n", err)
+		return 1
+	}
+	key := callerKeyPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	sum := sha256.Sum256([]byte(key))
+	entry, _ := json.Marshal(struct {
+		Name      string   `json:"name"`
+		KeySHA256 string   `json:"key_sha256"`
+		Routes    []string `json:"routes"`
+		License   bool     `json:"license"`
+	}{*name, hex.EncodeToString(sum[:]), list, *license})
+	fmt.Fprintf(stdout, "caller key (give it to the application; it is shown only now):\n  %s\n", key)
+	fmt.Fprintf(stdout, "key_sha256:\n  %s\n", hex.EncodeToString(sum[:]))
+	fmt.Fprintf(stdout, "entry for IMSPROXY_CALLERS_FILE (a JSON list of such entries):\n  %s\n", entry)
+	return 0
+}

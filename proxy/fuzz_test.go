@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzCallersFile feeds arbitrary bytes to the callers-file parser: whatever
+// an operator points IMSPROXY_CALLERS_FILE at, it must report problems,
+// never panic, never accept an entry a request could not be checked
+// against, and never repeat a key_sha256 value (it may be a key) in an
+// error. Seeds are in testdata/fuzz/FuzzCallersFile.
+func FuzzCallersFile(f *testing.F) {
+	f.Add([]byte(`[{"name":"dam","key_sha256":"` + keyHash("k") + `","routes":["stock"],"license":true}]`))
+	f.Add([]byte(`[{"name":"","key_sha256":"imsp_secret","routes":[]}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		callers, err := ParseCallers(data, nil)
+		if err != nil {
+			if callers != nil {
+				t.Fatal("callers returned with an error")
+			}
+			for _, key := range keyValues(data) {
+				if strings.Contains(err.Error(), key) {
+					t.Fatalf("the error repeats key_sha256 %q: %v", key, err)
+				}
+			}
+			return
+		}
+		names := map[string]bool{}
+		for _, c := range callers {
+			if c.Name == "" || names[c.Name] || len(c.Routes) == 0 {
+				t.Fatalf("accepted an unusable caller %+v", c)
+			}
+			names[c.Name] = true
+			for _, r := range c.Routes {
+				if r == "" || r != strings.ToLower(r) {
+					t.Fatalf("accepted route %q", r)
+				}
+			}
+		}
+	})
+}
+
+// keyValues returns the key_sha256 strings of data (when it decodes as a
+// list of objects) long enough to be recognised and not also part of a
+// name or route, which errors may quote.
+func keyValues(data []byte) []string {
+	var entries []map[string]any
+	if json.Unmarshal(data, &entries) != nil {
+		return nil
+	}
+	var quoted []string
+	for _, e := range entries {
+		if s, ok := e["name"].(string); ok {
+			quoted = append(quoted, s)
+		}
+		if rs, ok := e["routes"].([]any); ok {
+			for _, r := range rs {
+				if s, ok := r.(string); ok {
+					quoted = append(quoted, s)
+				}
+			}
+		}
+	}
+	var keys []string
+	for _, e := range entries {
+		k, ok := e["key_sha256"].(string)
+		if !ok || len(k) < 8 || strings.Contains(strings.Join(quoted, "\x00"), k) {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// FuzzLicenceQuery feeds arbitrary queries to the licence request parser.
+// What it accepts must be unambiguous: one canonical content_id, which is
+// the content_id any standard query parser reads from the same query.
+func FuzzLicenceQuery(f *testing.F) {
+	f.Add("content_id=123&license=Standard")
+	f.Add("content_id=1&content_id=2")
+	f.Add("content%5Fid=5&license_again=true")
+	f.Fuzz(func(t *testing.T, raw string) {
+		lr, err := parseLicenceQuery(raw)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty message")
+			}
+			return
+		}
+		if !canonicalID(lr.ContentID) || !licenceName(lr.License) {
+			t.Fatalf("accepted %+v from %q", lr, raw)
+		}
+		q, qerr := url.ParseQuery(raw)
+		if qerr != nil || len(q["content_id"]) != 1 || q.Get("content_id") != lr.ContentID {
+			t.Fatalf("%q: parsed %+v but url.ParseQuery reads %v (%v)", raw, lr, q["content_id"], qerr)
+		}
+	})
+}

@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServer_RefusesOversizedHeaders(t *testing.T) {
+	up := httptest.NewServer(&recordingUpstream{})
+	t.Cleanup(up.Close)
+	rc := testRouteConfig(t, up.URL)
+	rc.Auth = "none"
+	srv, _, _ := startServer(t, rc, Options{})
+	addr := srv.Addr("stock")
+	big := strings.Repeat("a", 80<<10)
+	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: h\r\nX-Big: "+big+"\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 431") {
+		t.Fatalf("80 KiB of headers: %q, want 431", got)
+	}
+	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: h\r\nX-Small: a\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("small headers: %q", got)
+	}
+	h := srv.httpServer(http.NotFoundHandler())
+	if h.ReadHeaderTimeout <= 0 || h.ReadHeaderTimeout > 30*time.Second || h.IdleTimeout <= 0 {
+		t.Fatalf("ReadHeaderTimeout %v, IdleTimeout %v: a slow or idle client could hold connections forever", h.ReadHeaderTimeout, h.IdleTimeout)
+	}
+}
+
+func TestRoute_DropsHopByHopHeaders(t *testing.T) {
+	up := &recordingUpstream{}
+	front, _ := newTestRoute(t, up, &countingSource{}, nil)
+	req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+	req.Header.Set("Connection", "X-Internal-Secret")
+	req.Header.Set("X-Internal-Secret", "v")
+	req.Header.Set("Keep-Alive", "timeout=5")
+	req.Header.Set("Te", "trailers, deflate")
+	req.Header.Set("Proxy-Authorization", "Basic abc")
+	req.Header.Set("Upgrade-Insecure-Requests", "1") // end-to-end: kept
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := up.all()[0].Header
+	for _, h := range []string{"X-Internal-Secret", "Keep-Alive", "Proxy-Authorization"} {
+		if v := got.Get(h); v != "" {
+			t.Errorf("%s forwarded: %q", h, v)
+		}
+	}
+	if v := got.Get("Te"); v != "" && v != "trailers" {
+		t.Errorf("Te forwarded as %q", v)
+	}
+	if got.Get("Upgrade-Insecure-Requests") != "1" {
+		t.Error("an end-to-end header was dropped")
+	}
+}

@@ -25,6 +25,7 @@ const usage = `usage: imsproxy [command]
 
 commands:
   serve      run the proxy from the environment (the default)
+  sandbox    run a built-in Adobe emulator and the proxy in front of it, and print what to try
   version    print the version
 `
 
@@ -38,6 +39,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(environ, stderr)
+	case "sandbox":
+		return sandbox(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -64,6 +64,7 @@ func checkKnownVariables(t *testing.T, p *types.Project) {
 // variables imsproxy knows, and names only stages, services and volumes
 // that exist.
 func TestCompose_FileIsConsistent(t *testing.T) {
+	t.Parallel()
 	p := loadCompose(t, "../docker-compose.yml", nil)
 	checkKnownVariables(t, p)
 	stages := parseDockerfile(t)
@@ -125,6 +126,7 @@ func TestCompose_FileIsConsistent(t *testing.T) {
 // uncommented, parses, sets only known variables and is a configuration
 // imsproxy accepts (loopback listeners, so no IMSPROXY_ALLOW_REMOTE).
 func TestCompose_SidecarExampleIsValid(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +173,7 @@ func TestCompose_SidecarExampleIsValid(t *testing.T) {
 // environment — the volume a temporary directory, the emulator on a free
 // port — and searches Stock and lists AEM through it.
 func TestCompose_RunsAsWired(t *testing.T) {
+	t.Parallel()
 	p := loadCompose(t, "../docker-compose.yml", nil)
 	bin := filepath.Join(buildAsDockerfile(t), "fakeadobe")
 	vol := t.TempDir()

@@ -131,6 +131,7 @@ func buildAsDockerfile(t *testing.T) string {
 // build lines work and make static binaries with the version stamped in,
 // and the final images run as a non-root user what they copied.
 func TestDockerfile_BuildsStaticNonRootImages(t *testing.T) {
+	t.Parallel()
 	stages := parseDockerfile(t)
 
 	// The builder's Go is the module's.

@@ -52,6 +52,27 @@ func (a *adobe) mintToken(t *testing.T, c *fakeadobe.Credentials) (string, fakea
 	return body.AccessToken, a.LookupToken(body.AccessToken)
 }
 
+// credentialsFile writes c as an AEM service-credentials file for a's IMS.
+func (a *adobe) credentialsFile(t *testing.T, c *fakeadobe.Credentials) string {
+	t.Helper()
+	js, err := c.ServiceCredentialsJSON(a.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeTestFile(t, "aem-service-credentials.json", js)
+}
+
+// stockAndAEMEnv configures two routes against a: stock with OAuth, aem
+// with the service-credentials file (JWT).
+func (a *adobe) stockAndAEMEnv(t *testing.T, c *fakeadobe.Credentials) map[string]string {
+	t.Helper()
+	env := a.stockOAuthEnv(c)
+	env["IMSPROXY_ROUTES"] = "stock,aem"
+	env["IMSPROXY_AEM_UPSTREAM"] = a.URL
+	env["IMSPROXY_AEM_CREDENTIALS_FILE"] = a.credentialsFile(t, c)
+	return env
+}
+
 // lastRecord is the emulator's most recent record of endpoint.
 func (a *adobe) lastRecord(t *testing.T, endpoint string) fakeadobe.RequestRecord {
 	t.Helper()
@@ -194,13 +215,14 @@ func startTraffic(t *testing.T, urls ...string) *traffic {
 	return tr
 }
 
-// finish stops the traffic and returns the answers by status and the first
-// failures.
+// finish stops the traffic (at once if it already is).
 func (tr *traffic) finish() {
 	tr.stop()
 	<-tr.done
 }
 
+// results stops the traffic and returns the answers by status and the
+// first failures.
 func (tr *traffic) results() (map[int]int, []string) {
 	tr.finish()
 	tr.mu.Lock()

@@ -252,15 +252,7 @@ func TestE2E_RefreshAheadOfExpiry(t *testing.T) {
 	const lifetime = 3 * time.Second
 	a := startAdobe(t, fakeadobe.Options{TokenLifetime: lifetime, RequestLogSize: 100000})
 	c := a.newCredentials(t, fakeadobe.CredentialOptions{})
-	js, err := c.ServiceCredentialsJSON(a.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := a.stockOAuthEnv(c)
-	env["IMSPROXY_ROUTES"] = "stock,aem"
-	env["IMSPROXY_AEM_UPSTREAM"] = a.URL
-	env["IMSPROXY_AEM_CREDENTIALS_FILE"] = writeTestFile(t, "aem.json", js)
-	p := startProxy(t, env)
+	p := startProxy(t, a.stockAndAEMEnv(t, c))
 	p.waitReady()
 
 	tr := startTraffic(t, p.URL("stock")+searchPath, p.URL("aem")+"/api/assets.json")
@@ -405,15 +397,7 @@ func TestE2E_RevokedTokenRefreshedAndRetried(t *testing.T) {
 	t.Parallel()
 	a := startAdobe(t, fakeadobe.Options{})
 	c := a.newCredentials(t, fakeadobe.CredentialOptions{})
-	js, err := c.ServiceCredentialsJSON(a.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := a.stockOAuthEnv(c)
-	env["IMSPROXY_ROUTES"] = "stock,aem"
-	env["IMSPROXY_AEM_UPSTREAM"] = a.URL
-	env["IMSPROXY_AEM_CREDENTIALS_FILE"] = writeTestFile(t, "aem.json", js)
-	p := startProxy(t, env)
+	p := startProxy(t, a.stockAndAEMEnv(t, c))
 	p.waitReady()
 	if n := a.RevokeTokens(); n != 2 {
 		t.Fatalf("revoked %d tokens, want the two routes'", n)
@@ -463,11 +447,7 @@ func TestE2E_RevokedTokenLargeBodyNotReplayed(t *testing.T) {
 	t.Parallel()
 	a := startAdobe(t, fakeadobe.Options{})
 	c := a.newCredentials(t, fakeadobe.CredentialOptions{})
-	js, err := c.ServiceCredentialsJSON(a.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, aemUpstreamEnv(a, map[string]string{"IMSPROXY_AEM_CREDENTIALS_FILE": writeTestFile(t, "aem.json", js)}))
+	p := startProxy(t, aemUpstreamEnv(a, map[string]string{"IMSPROXY_AEM_CREDENTIALS_FILE": a.credentialsFile(t, c)}))
 	p.waitReady()
 	a.RevokeTokens()
 

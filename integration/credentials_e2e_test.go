@@ -175,18 +175,6 @@ func (l *load) finish(t *testing.T) {
 	t.Logf("%d requests, none failed", l.ok.Load())
 }
 
-// waitFor polls cond until it holds, failing after 30 s with what.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 30 s waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // readyzRoute is the part of a route's /readyz entry these tests read.
 type readyzRoute struct {
 	Ready             bool      `json:"ready"`
@@ -255,7 +243,7 @@ func TestE2E_RotateKeyUnderLoadThenRevokeTheOldCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := a.Stats().Exchanges["success"]
-	waitFor(t, "three exchanges after the revocation", func() bool { return a.Stats().Exchanges["success"] >= after+3 })
+	waitFor(t, 30*time.Second, "three exchanges after the revocation", func() bool { return a.Stats().Exchanges["success"] >= after+3 })
 	l.waitOK(t, 200)
 	l.finish(t)
 

@@ -202,18 +202,6 @@ func licencePath(id string) string {
 	return "/Rest/Libraries/1/Content/License?content_id=" + id + "&license=Standard"
 }
 
-// proxyError checks the SPEC §7 shape of a proxy-made error and returns
-// its message.
-func proxyError(t *testing.T, what string, status int, h http.Header, body []byte, wantStatus int, wantCode string) string {
-	t.Helper()
-	var e struct{ Error, Message, Route string }
-	if status != wantStatus || h.Get("X-Imsproxy-Error") != wantCode || h.Get("Content-Type") != "application/json" ||
-		json.Unmarshal(body, &e) != nil || e.Error != wantCode || e.Message == "" || e.Route == "" {
-		t.Fatalf("%s: %d %s %s, want %d %s", what, status, h.Get("X-Imsproxy-Error"), body, wantStatus, wantCode)
-	}
-	return e.Message
-}
-
 // emulatorSaw counts the emulator's records of an endpoint.
 func emulatorSaw(a *adobe, endpoint string) []fakeadobe.RequestRecord {
 	var out []fakeadobe.RequestRecord
@@ -262,7 +250,7 @@ func TestE2E_CallersFile(t *testing.T) {
 	for _, st := range steps {
 		status, h, body := httpGet(t, st.url, st.headers...)
 		if st.code != "" {
-			msg := proxyError(t, st.name, status, h, body, st.status, st.code)
+			msg := checkProxyError(t, status, h, body, st.status, st.code, "stock").Message
 			if st.status == 403 && !strings.Contains(msg, "IMSPROXY_CALLERS_FILE") {
 				t.Errorf("%s: message %q does not say where the rights are set", st.name, msg)
 			}
@@ -401,7 +389,7 @@ func TestE2E_LicensingDisabledByDefault(t *testing.T) {
 	for _, method := range []string{"GET", "POST"} {
 		status, h, body := httpDo(t, method, p.URL("stock")+licencePath(id), strings.NewReader(`{"cce_agency":[]}`),
 			"X-Request-Id", "disabled-"+method, "Content-Type", "application/json")
-		msg := proxyError(t, method, status, h, body, 403, "licensing_disabled")
+		msg := checkProxyError(t, status, h, body, 403, "licensing_disabled", "stock").Message
 		if !strings.Contains(msg, "IMSPROXY_STOCK_ALLOW_LICENSE=true") {
 			t.Errorf("message %q does not say how to enable licensing", msg)
 		}
@@ -559,7 +547,7 @@ func TestE2E_EditorialGuard(t *testing.T) {
 	plain := photos(t, a, creds, false, 1)[0]
 
 	status, h, body := httpGet(t, stock+licencePath(editorial))
-	msg := proxyError(t, "editorial", status, h, body, 403, "editorial_use_only")
+	msg := checkProxyError(t, status, h, body, 403, "editorial_use_only", "stock").Message
 	if !strings.Contains(msg, editorial) || !strings.Contains(msg, "X-Imsproxy-Allow-Editorial: true") {
 		t.Errorf("message %q does not name the content and the override", msg)
 	}
@@ -575,7 +563,7 @@ func TestE2E_EditorialGuard(t *testing.T) {
 	// even though Stock would license.
 	front.failSearch.Store(true)
 	status, h, body = httpGet(t, stock+licencePath(plain))
-	msg = proxyError(t, "search down", status, h, body, 502, "upstream_unreachable")
+	msg = checkProxyError(t, status, h, body, 502, "upstream_unreachable", "stock").Message
 	if !strings.Contains(msg, "editorial") || !strings.Contains(msg, "503") {
 		t.Errorf("message %q does not say the editorial check failed and why", msg)
 	}
@@ -616,7 +604,7 @@ func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
 	}
 	// The day's two licences are spent: the third is refused.
 	status, h, body := httpGet(t, p.URL("stock")+licencePath(ids[2]))
-	msg := proxyError(t, "third licence", status, h, body, 429, "license_limit_reached")
+	msg := checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock").Message
 	if !strings.Contains(msg, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT") || h.Get("Retry-After") == "" {
 		t.Errorf("message %q, Retry-After %q", msg, h.Get("Retry-After"))
 	}
@@ -627,7 +615,7 @@ func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
 	p = startProxy(t, env)
 	p.waitReady()
 	status, h, body = httpGet(t, p.URL("stock")+licencePath(ids[2]))
-	proxyError(t, "after a restart", status, h, body, 429, "license_limit_reached")
+	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
 	if n := a.Stats().Licences; n != 2 {
 		t.Fatalf("Stock made %d licences, want 2", n)
 	}

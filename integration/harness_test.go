@@ -59,6 +59,9 @@ type adobe struct {
 // startAdobe runs the emulator on 127.0.0.1 for the rest of the test.
 func startAdobe(t *testing.T, opts fakeadobe.Options) *adobe {
 	t.Helper()
+	if opts.SigningKey == nil {
+		opts.SigningKey = sharedKey(t) // a fresh key takes seconds under -race
+	}
 	srv := fakeadobe.New(opts)
 	base, err := srv.Start("127.0.0.1:0")
 	if err != nil {

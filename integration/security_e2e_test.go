@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
@@ -76,7 +77,7 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 			t.Fatalf("%s: status %d, want %d", what, status, want)
 		}
 	}
-	waitFor(t, "the stock and aem routes to hold tokens", func() bool {
+	waitFor(t, 30*time.Second, "the stock and aem routes to hold tokens", func() bool {
 		_, body := p.readyz()
 		routes, _ := body["routes"].(map[string]any)
 		ready := func(r string) bool { m, _ := routes[r].(map[string]any); return m["ready"] == true }

@@ -96,6 +96,10 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 		BufferPool:   copyBuffers,
 		ErrorHandler: rt.proxyError,
 		ErrorLog:     slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+
+		// The answer already carries the request's id (setRequestID); an
+		// upstream that echoes it, as Stock does, would make it appear twice.
+		ModifyResponse: func(resp *http.Response) error { resp.Header.Del(requestIDHeader); return nil },
 	}
 	rt.guards = newGuards(rt, opts)
 	return rt

@@ -93,6 +93,10 @@ type Manager struct {
 	failures   int
 	nextRetry  time.Time
 	lastForced time.Time
+	// unchanged: the last refresh returned the token already held (a
+	// fixed token, or an IMS that hands out the same one), so asking
+	// again before it stops being usable would only return it again.
+	unchanged bool
 }
 
 // NewManager returns a Manager for route that obtains tokens from src.
@@ -193,6 +197,7 @@ func (m *Manager) Replace(ctx context.Context, src Source) error {
 	m.mu.Lock()
 	m.src = src
 	m.gen++
+	m.unchanged = false
 	m.clearFailureLocked()
 	m.current.Store(&tok)
 	m.mu.Unlock()
@@ -245,7 +250,7 @@ func (m *Manager) untilNextAction() time.Duration {
 	const forever = 24 * time.Hour * 365
 	now := m.now()
 	m.mu.Lock()
-	lastErr, nextRetry := m.lastErr, m.nextRetry
+	lastErr, nextRetry, unchanged := m.lastErr, m.nextRetry, m.unchanged
 	m.mu.Unlock()
 	if lastErr != nil {
 		return max(nextRetry.Sub(now), 0)
@@ -256,6 +261,8 @@ func (m *Manager) untilNextAction() time.Duration {
 		return 0
 	case t.Expiry.IsZero():
 		return forever // a fixed token without expiry: nothing to refresh
+	case unchanged:
+		return max(usableUntil(t).Sub(now), 0)
 	default:
 		return max(t.Expiry.Add(-refreshLead(t.Lifetime())).Sub(now), 0)
 	}
@@ -306,6 +313,8 @@ func (m *Manager) refresh() (any, error) {
 		return Token{}, &UnavailableError{Route: m.route, RetryAfter: delay, Err: err}
 	}
 	m.clearFailureLocked()
+	prev := m.current.Load()
+	m.unchanged = prev != nil && prev.Value == tok.Value
 	m.current.Store(&tok)
 	return tok, nil
 }
@@ -356,11 +365,13 @@ func (m *Manager) wake() {
 // usable reports whether t may still be sent upstream at now. A safety
 // margin keeps a token that is about to expire from dying in transit.
 func usable(t *Token, now time.Time) bool {
-	if t.Expiry.IsZero() {
-		return true
-	}
-	margin := min(t.Lifetime()/10, 10*time.Second)
-	return now.Add(margin).Before(t.Expiry)
+	return t.Expiry.IsZero() || now.Before(usableUntil(t))
+}
+
+// usableUntil is when t stops being usable: its expiry less the safety
+// margin (a tenth of its lifetime, at most 10 s). t must have an expiry.
+func usableUntil(t *Token) time.Time {
+	return t.Expiry.Add(-min(t.Lifetime()/10, 10*time.Second))
 }
 
 // refreshDue reports whether t has reached its refresh point.

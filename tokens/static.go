@@ -45,10 +45,18 @@ func newStaticSource(value config.Secret, now func() time.Time) (*StaticSource, 
 }
 
 // Fetch implements Source: it returns the fixed token, or an error wrapping
-// ErrTokenExpired once its known expiry has passed.
+// ErrTokenExpired once its known expiry is near (see usable) or past.
 func (s *StaticSource) Fetch(context.Context) (Token, error) {
-	if e := s.token.Expiry; !e.IsZero() && !s.now().Before(e) {
-		return Token{}, fmt.Errorf("fixed token: expired at %s: %w", e.UTC().Format(time.RFC3339), ErrTokenExpired)
+	// Within the Manager's safety margin the token is as good as expired:
+	// it is never sent, and saying so beats "IMS returned a token that is
+	// already past".
+	now := s.now()
+	if t := s.token; !usable(&t, now) {
+		when := "expired at"
+		if now.Before(t.Expiry) {
+			when = "too close to its expiry at"
+		}
+		return Token{}, fmt.Errorf("fixed token: %s %s: %w", when, t.Expiry.UTC().Format(time.RFC3339), ErrTokenExpired)
 	}
 	return s.token, nil
 }

@@ -28,6 +28,9 @@ func main() {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "fakeadobe:", err)
+		if errors.Is(err, errUnhealthy) {
+			os.Exit(1)
+		}
 		os.Exit(2)
 	}
 }
@@ -48,8 +51,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	quota := fs.Int("quota", fakeadobe.DefaultQuota, "Stock licence quota of the generated organisation")
 	requireJTI := fs.Bool("require-jti", false, "the generated binding requires a unique integer jti")
 	verbose := fs.Bool("v", false, "log every request")
+	probe := fs.Bool("healthcheck", false, "only probe the emulator at -listen (and its -credentials-out files): exit 0 if healthy, 1 if not")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *probe {
+		return healthcheck(ctx, *listen, *credsOut)
 	}
 	level := slog.LevelInfo
 	if *verbose {

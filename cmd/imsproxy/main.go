@@ -29,6 +29,7 @@ commands:
   keygen     write a private key and certificate for the Developer Console
   token      print an access token for a route (for scripts)
   caller-key mint a caller key for IMSPROXY_CALLERS_FILE (-name, -routes, -license)
+  sandbox    run a built-in Adobe emulator and the proxy in front of it, and print what to try
   version    print the version
 `
 
@@ -50,6 +51,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return token(args[1:], environ, stdout, stderr)
 	case "caller-key":
 		return callerKey(args[1:], stdout, stderr)
+	case "sandbox":
+		return sandbox(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

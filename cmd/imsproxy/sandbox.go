@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/proxy"
+)
+
+// sandboxReadyTimeout bounds the wait for the first tokens: the emulator
+// answers on loopback in milliseconds, so anything longer is a fault.
+const sandboxReadyTimeout = 30 * time.Second
+
+// sandboxOptions are the listeners of `imsproxy sandbox`.
+type sandboxOptions struct {
+	stockListen string // the stock route (OAuth server-to-server)
+	aemListen   string // the aem route (AEM service credentials, JWT)
+	adminListen string // /healthz, /readyz, /metrics
+	adobeListen string // the Adobe emulator: IMS, Stock, downloads, AEM
+}
+
+// sandbox runs `imsproxy sandbox [flags]` until SIGINT or SIGTERM.
+func sandbox(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseSandboxFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runSandbox(ctx, opts, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "imsproxy sandbox: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseSandboxFlags(args []string, stderr io.Writer) (sandboxOptions, error) {
+	var o sandboxOptions
+	fs := flag.NewFlagSet("imsproxy sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: imsproxy sandbox [flags]\n\n"+
+			"Runs the built-in Adobe emulator with generated credentials and the proxy's stock and\n"+
+			"aem routes in front of it, and prints what to try. Everything listens on loopback.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.stockListen, "stock-listen", "127.0.0.1:8080", "listener of the stock route")
+	fs.StringVar(&o.aemListen, "aem-listen", "127.0.0.1:8081", "listener of the aem route")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "listener of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.adobeListen, "adobe-listen", "127.0.0.1:8900", "listener of the Adobe emulator")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "imsproxy sandbox: unexpected argument %q\n", fs.Arg(0))
+		return o, errors.New("unexpected argument")
+	}
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err := checkLoopbackAddr(f.Value.String()); err != nil {
+			fmt.Fprintf(stderr, "imsproxy sandbox: -%s %s: %v\n", f.Name, f.Value, err)
+			bad = err
+		}
+	})
+	return o, bad
+}
+
+// checkLoopbackAddr accepts host:port on loopback only: the sandbox's
+// emulator hands out tokens to anyone who asks, and its routes have no
+// callers file.
+func checkLoopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8080")
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errors.New("the sandbox listens on loopback only (127.0.0.1, ::1 or localhost)")
+	}
+	return nil
+}
+
+// runSandbox starts the emulator and the proxy, prints what to try once
+// every route holds a token, and runs until ctx is done. The generated
+// credentials live in a temporary directory removed on return.
+func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writer) error {
+	dir, err := os.MkdirTemp("", "imsproxy-sandbox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	adobe := fakeadobe.New(fakeadobe.Options{})
+	base, err := adobe.Start(opts.adobeListen)
+	if err != nil {
+		return fmt.Errorf("start the Adobe emulator: %w (choose another address with -adobe-listen)", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = adobe.Shutdown(sctx)
+	}()
+	creds, err := adobe.NewCredentials(fakeadobe.CredentialOptions{Name: "imsproxy sandbox"})
+	if err != nil {
+		return err
+	}
+	files, err := creds.WriteFiles(dir, fakeadobe.Endpoints{IMS: base, Stock: base})
+	if err != nil {
+		return err
+	}
+	// The proxy runs with the very file the emulator wrote for operators,
+	// plus the listeners; nothing comes from the caller's environment.
+	environ, err := readEnvFile(files.Env)
+	if err != nil {
+		return err
+	}
+	environ = append(environ,
+		"IMSPROXY_STOCK_LISTEN="+opts.stockListen,
+		"IMSPROXY_AEM_LISTEN="+opts.aemListen,
+		"IMSPROXY_ADMIN_LISTEN="+opts.adminListen)
+	cfg, err := loadConfig(environ, stderr)
+	if err != nil {
+		return errors.New("the generated configuration does not load (a bug: please report it)")
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: newLogger(cfg, stderr)})
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("%w (choose other addresses with -stock-listen, -aem-listen, -admin-listen)", err)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(sandboxReadyTimeout)
+	defer deadline.Stop()
+	for !srv.Ready() {
+		select {
+		case err := <-done: // interrupted, or a listener failed
+			return err
+		case <-deadline.C:
+			cancel()
+			<-done
+			return fmt.Errorf("the routes have no token after %v: %s", sandboxReadyTimeout, lastErrors(srv))
+		case <-tick.C:
+		}
+	}
+	err = sandboxHelp.Execute(stdout, sandboxAddrs{
+		Stock: "http://" + srv.Addr("stock"),
+		AEM:   "http://" + srv.Addr("aem"),
+		Admin: "http://" + srv.AdminAddr(),
+		Adobe: base,
+		Env:   files.Env,
+	})
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	if err := <-done; err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "imsproxy sandbox: stopped; generated credentials removed")
+	return nil
+}
+
+// lastErrors describes why routes are not ready.
+func lastErrors(srv *proxy.Server) string {
+	var parts []string
+	for _, rt := range srv.Routes() {
+		if m := srv.Manager(rt.Name()); m != nil {
+			if st := m.Status(); !st.Ready {
+				parts = append(parts, rt.Name()+": "+st.LastError)
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// readEnvFile reads NAME=value lines, skipping blank lines and # comments.
+func readEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var env []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.Contains(line, "=") {
+			return nil, fmt.Errorf("%s: not NAME=value: %q", path, line)
+		}
+		env = append(env, line)
+	}
+	return env, sc.Err()
+}
+
+// sandboxAddrs are the base URLs the help text points at.
+type sandboxAddrs struct {
+	Stock, AEM, Admin, Adobe string
+	Env                      string // the generated configuration
+}
+
+// sandboxHelp is printed once every route holds a token. Every curl line
+// is one a test performs (cmd/imsproxy/sandbox_test.go).
+var sandboxHelp = template.Must(template.New("sandbox").Parse(`
+imsproxy sandbox is ready: an Adobe emulator with generated credentials, and the proxy in front of it.
+
+  route stock  {{.Stock}}  -> Adobe Stock (emulated), OAuth server-to-server
+  route aem    {{.AEM}}  -> AEM as a Cloud Service (emulated), service credentials (JWT)
+  admin        {{.Admin}}
+  emulator     {{.Adobe}}
+  configuration: {{.Env}} (removed at exit)
+
+Try (no credentials needed: the proxy adds them):
+
+  # search Adobe Stock
+  curl -g '{{.Stock}}/Rest/Media/1/Search/Files?search_parameters[words]=cat&search_parameters[limit]=2'
+  # list the AEM Assets root folder
+  curl {{.AEM}}/api/assets.json
+  # readiness: per route, the auth kind, token expiry and last error
+  curl {{.Admin}}/readyz
+  curl -s {{.Admin}}/metrics | grep '^imsproxy_'
+  # the emulator's control API: what reached "Adobe", then revoke every token
+  # (the next request through the proxy gets a 401, refreshes and retries: still 200)
+  curl '{{.Adobe}}/_fake/requests?n=2'
+  curl -X POST -d '{}' {{.Adobe}}/_fake/revoke
+
+Ctrl-C stops everything.
+`))

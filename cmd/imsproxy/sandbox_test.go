@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSandbox_PrintedCommandsWork runs the sandbox on free loopback ports,
+// performs every curl line it prints (the search first, as a user would),
+// and stops it as Ctrl-C does.
+func TestSandbox_PrintedCommandsWork(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runSandbox(ctx, sandboxOptions{
+			stockListen: "127.0.0.1:0", aemListen: "127.0.0.1:0",
+			adminListen: "127.0.0.1:0", adobeListen: "127.0.0.1:0",
+		}, pw, &stderr)
+		pw.Close()
+	}()
+
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var out []string
+	timeout := time.After(30 * time.Second)
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("sandbox ended before printing its help: %v\nstderr:\n%s", <-done, stderr.String())
+			}
+			out = append(out, l)
+			if strings.HasPrefix(l, "Ctrl-C") {
+				break read
+			}
+		case <-timeout:
+			t.Fatalf("no help printed within 30 s; stdout so far:\n%s\nstderr:\n%s", strings.Join(out, "\n"), stderr.String())
+		}
+	}
+
+	go func() {
+		for range lines { // the farewell line; ends when the sandbox returns
+		}
+	}()
+
+	var cmds []curlCommand
+	var envFile string
+	for _, l := range out {
+		l = strings.TrimSpace(l)
+		if rest, ok := strings.CutPrefix(l, "configuration: "); ok {
+			envFile = strings.Fields(rest)[0]
+		}
+		if strings.HasPrefix(l, "curl ") {
+			cmds = append(cmds, parseCurl(t, l))
+		}
+	}
+	if len(cmds) < 6 || !strings.Contains(cmds[0].url, "/Rest/Media/1/Search/Files?") {
+		t.Fatalf("want the search first among at least 6 curl lines, got:\n%s", strings.Join(out, "\n"))
+	}
+	if _, err := os.Stat(envFile); err != nil {
+		t.Fatalf("the printed configuration file: %v", err)
+	}
+	// Every printed command works; the revoke comes last, then the search
+	// again must still succeed (the proxy refreshes and retries).
+	cmds = append(cmds, cmds[0])
+	for _, c := range cmds {
+		status, body := c.do(t)
+		if status != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", c.method, c.url, status, body)
+		}
+		if p, ok := strings.CutPrefix(c.grep, "^"); ok && !bytes.Contains(body, []byte("\n"+p)) {
+			t.Fatalf("%s: no line starting %q in:\n%s", c.url, p, body)
+		}
+		if c.url == cmds[0].url {
+			var search struct {
+				Files []struct{ ID int } `json:"files"`
+			}
+			if err := json.Unmarshal(body, &search); err != nil || len(search.Files) != 2 {
+				t.Fatalf("search answered %s, want 2 files", body)
+			}
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sandbox: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sandbox did not stop within 30 s of cancellation")
+	}
+	if _, err := os.Stat(envFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("generated credentials still there after stop: %v", err)
+	}
+	if _, err := http.Get(cmds[0].url); err == nil {
+		t.Error("the stock route still answers after stop")
+	}
+}
+
+func TestSandbox_RefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-stock-listen", "0.0.0.0:8080"}, "-stock-listen 0.0.0.0:8080: the sandbox listens on loopback only"},
+		{[]string{"-adobe-listen", "8900"}, "-adobe-listen 8900: want host:port"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-no-such-flag"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(append([]string{"sandbox"}, tt.args...), nil, &stdout, &stderr); code != 2 {
+				t.Errorf("exit code = %d, want 2", code)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr = %q, want %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// curlCommand is a printed curl line: method, data, URL and the pattern
+// of a grep it is piped to.
+type curlCommand struct {
+	method, url, data, grep string
+}
+
+// parseCurl reads the curl lines the sandbox prints: options -g, -s, -X M,
+// -d D, one URL (optionally single-quoted), optionally piped to grep.
+func parseCurl(t *testing.T, line string) curlCommand {
+	t.Helper()
+	c := curlCommand{method: http.MethodGet}
+	line, pipe, _ := strings.Cut(line, " | ")
+	if pipe != "" {
+		words := shellWords(pipe)
+		if len(words) != 2 || words[0] != "grep" {
+			t.Fatalf("unexpected pipe in printed line %q", line)
+		}
+		c.grep = words[1]
+	}
+	words := shellWords(strings.TrimPrefix(line, "curl "))
+	for i := 0; i < len(words); i++ {
+		switch w := words[i]; {
+		case w == "-X" && i+1 < len(words):
+			i++
+			c.method = words[i]
+		case w == "-d" && i+1 < len(words):
+			i++
+			c.data = words[i]
+		case w == "-g" || w == "-s":
+		case strings.HasPrefix(w, "http://") && c.url == "":
+			c.url = w
+		default:
+			t.Fatalf("unexpected %q in printed line %q", w, line)
+		}
+	}
+	if c.url == "" {
+		t.Fatalf("no URL in printed line %q", line)
+	}
+	return c
+}
+
+// shellWords splits on spaces, keeping single-quoted words whole.
+func shellWords(s string) []string {
+	var words []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		if rest, ok := strings.CutPrefix(s, "'"); ok {
+			w, after, _ := strings.Cut(rest, "'")
+			words, s = append(words, w), after
+			continue
+		}
+		w, after, _ := strings.Cut(s, " ")
+		words, s = append(words, w), after
+	}
+	return words
+}
+
+func (c curlCommand) do(t *testing.T) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(c.method, c.url, strings.NewReader(c.data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.data != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

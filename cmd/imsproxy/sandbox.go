@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -164,12 +166,20 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 		case <-tick.C:
 		}
 	}
+	stockURL := "http://" + srv.Addr("stock")
+	assetID, err := sampleAssetID(ctx, stockURL)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
 	err = sandboxHelp.Execute(stdout, sandboxAddrs{
-		Stock: "http://" + srv.Addr("stock"),
-		AEM:   "http://" + srv.Addr("aem"),
-		Admin: "http://" + srv.AdminAddr(),
-		Adobe: base,
-		Env:   files.Env,
+		AssetID: assetID,
+		Stock:   stockURL,
+		AEM:     "http://" + srv.Addr("aem"),
+		Admin:   "http://" + srv.AdminAddr(),
+		Adobe:   base,
+		Env:     files.Env,
 	})
 	if err != nil {
 		cancel()
@@ -222,6 +232,31 @@ func readEnvFile(path string) ([]string, error) {
 type sandboxAddrs struct {
 	Stock, AEM, Admin, Adobe string
 	Env                      string // the generated configuration
+	AssetID                  int    // a real asset of the emulated catalogue
+}
+
+// sampleAssetID searches through the proxy's own stock route — proof that
+// it works before the help is printed — for an asset to show licensing on.
+func sampleAssetID(ctx context.Context, stockURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		stockURL+"/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Blimit%5D=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("first search through the stock route: %w", err)
+	}
+	defer resp.Body.Close()
+	var search struct {
+		Files []struct{ ID int } `json:"files"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&search); err != nil || resp.StatusCode != http.StatusOK || len(search.Files) == 0 {
+		return 0, fmt.Errorf("first search through the stock route answered %d", resp.StatusCode)
+	}
+	return search.Files[0].ID, nil
 }
 
 // sandboxHelp is printed once every route holds a token. Every curl line
@@ -239,6 +274,9 @@ Try (no credentials needed: the proxy adds them):
 
   # search Adobe Stock
   curl -g '{{.Stock}}/Rest/Media/1/Search/Files?search_parameters[words]=cat&search_parameters[limit]=2'
+  # licensing spends the organisation's credits: refused (403 licensing_disabled)
+  # unless the operator sets IMSPROXY_STOCK_ALLOW_LICENSE=true
+  curl -g '{{.Stock}}/Rest/Libraries/1/Content/License?content_id={{.AssetID}}&license=Standard'
   # list the AEM Assets root folder
   curl {{.AEM}}/api/assets.json
   # readiness: per route, the auth kind, token expiry and last error

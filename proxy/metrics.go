@@ -140,16 +140,35 @@ func (m *Metrics) watchTokens(route string, mgr *tokens.Manager, now func() time
 		})
 }
 
-// watchCertificate exports the expiry time of the route's certificate.
+// watchCertificate exports the expiry time of the route's certificate. A
+// route without a known certificate (OAuth, a fixed token) exports no
+// sample at all: a 0 would be a false date, and an "expires soon" alert on
+// it would fire for every such route.
 func (m *Metrics) watchCertificate(route string, expiry func() time.Time) {
-	m.gaugeFunc("imsproxy_certificate_expiry_timestamp_seconds", "When the route's certificate expires (Unix time; 0 when unknown).", route,
-		func() float64 {
+	m.registry.MustRegister(optionalGauge{
+		desc: prometheus.NewDesc("imsproxy_certificate_expiry_timestamp_seconds",
+			"When the route's certificate expires (Unix time); absent when the route has no known certificate.",
+			nil, prometheus.Labels{"route": route}),
+		value: func() (float64, bool) {
 			t := expiry()
-			if t.IsZero() {
-				return 0
-			}
-			return float64(t.Unix())
-		})
+			return float64(t.Unix()), !t.IsZero()
+		},
+	})
+}
+
+// optionalGauge is a gauge computed at scrape time that exports nothing
+// while its value is unknown.
+type optionalGauge struct {
+	desc  *prometheus.Desc
+	value func() (float64, bool)
+}
+
+func (g optionalGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g optionalGauge) Collect(ch chan<- prometheus.Metric) {
+	if v, ok := g.value(); ok {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
+	}
 }
 
 func methodLabel(m string) string {

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -34,6 +35,9 @@ type exchange struct {
 	// unit is what the answer's expires_in counts: milliseconds for the JWT
 	// exchange, seconds for /ims/token/v3.
 	unit time.Duration
+	// jwt marks the JWT exchange (rather than OAuth client credentials):
+	// some IMS errors mean different things for the two.
+	jwt bool
 	// secrets are the credentials in form; they are cut out of anything IMS
 	// echoes back into an error.
 	secrets []string
@@ -55,6 +59,15 @@ type answer struct {
 
 // do sends the request and turns the answer into a Token or an *IMSError.
 func (x exchange) do(ctx context.Context) (Token, error) {
+	tok, err := x.send(ctx)
+	var ie *IMSError
+	if errors.As(err, &ie) {
+		ie.JWTExchange = x.jwt
+	}
+	return tok, err
+}
+
+func (x exchange) send(ctx context.Context) (Token, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.endpoint, strings.NewReader(x.form.Encode()))
 	if err != nil {
 		// Only a malformed IMS URL gets here; the URL holds no credential.

@@ -54,7 +54,11 @@ func TestManager_FixedTokenIsNotReadInALoop(t *testing.T) {
 	clock.Advance(55 * time.Minute) // past the refresh point (6 min before the end)
 	m.wake()
 	waitCalls(2)
-	time.Sleep(100 * time.Millisecond) // a loop would read it thousands of times by now
+	// Run now sleeps until the token's end instead of reading it again
+	// at once, over and over.
+	if d := m.untilNextAction(); d <= 0 {
+		t.Fatalf("after the refresh point the loop waits %v: it would spin", d)
+	}
 	if got := src.calls.Load(); got != 2 {
 		t.Fatalf("the fixed token was read %d times, want 2 (at start, at its refresh point)", got)
 	}

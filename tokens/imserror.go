@@ -34,6 +34,9 @@ type IMSError struct {
 	Code        string // IMS "error" (or "error_code"), else http_<status>, ims_unreachable, invalid_response
 	Description string // IMS "error_description" (or "message"), or what was wrong with the answer
 	Err         error  // the transport error behind ims_unreachable; nil otherwise
+	// JWTExchange is true when the failed request was the JWT exchange
+	// (/ims/exchange/jwt), false for OAuth client credentials.
+	JWTExchange bool
 }
 
 // Error implements error, e.g. "IMS answered 400 invalid_signature: ...".
@@ -91,6 +94,10 @@ func (e *IMSError) Hint() string {
 	if e.Code == "invalid_client" {
 		// Seed 003: the same code means two different things by status.
 		if e.StatusCode == http.StatusUnauthorized {
+			if !e.JWTExchange {
+				return "the client id and client secret do not match (was the secret rotated?): " +
+					"copy both from the OAuth server-to-server credential in the Adobe Developer Console"
+			}
 			return "the client id and client secret do not match (was the secret rotated?), " +
 				"or the client lacks the exchange_jwt scope (ask Adobe support)"
 		}

@@ -173,3 +173,26 @@ func TestErrorCode_IsBounded(t *testing.T) {
 		t.Errorf("ErrorCode of a wrapped IMSError = %q, want invalid_client", got)
 	}
 }
+
+// A 401 invalid_client from /ims/token/v3 cannot be about the exchange_jwt
+// scope: that hint belongs to the JWT exchange only.
+func TestIMSError_InvalidClientHintDependsOnExchange(t *testing.T) {
+	ims := newFakeIMS(t, 401, `{"error":"invalid_client","error_description":"invalid client_secret parameter"}`)
+	for _, tt := range []struct {
+		name string
+		src  Source
+		jwt  bool
+	}{
+		{"jwt", testJWTSource(ims.URL), true},
+		{"oauth", testOAuthSource(ims.URL), false},
+	} {
+		_, err := tt.src.Fetch(context.Background())
+		var ie *IMSError
+		if !errors.As(err, &ie) || ie.JWTExchange != tt.jwt {
+			t.Fatalf("%s: %v, want an *IMSError with JWTExchange %v", tt.name, err, tt.jwt)
+		}
+		if got := strings.Contains(ie.Hint(), "exchange_jwt"); got != tt.jwt {
+			t.Errorf("%s: hint %q mentions exchange_jwt: %v, want %v", tt.name, ie.Hint(), got, tt.jwt)
+		}
+	}
+}

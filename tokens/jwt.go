@@ -54,6 +54,7 @@ func (s *JWTSource) Fetch(ctx context.Context) (Token, error) {
 	}
 	secret := s.ClientSecret.Reveal()
 	tok, err := exchange{
+		jwt:      true,
 		client:   s.HTTPClient,
 		endpoint: baseURL(s.IMSURL) + "/ims/exchange/jwt",
 		form: url.Values{

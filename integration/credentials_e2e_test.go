@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,30 +24,6 @@ import (
 // Credential operations end to end (issue 4): rotation under load, the
 // Kubernetes secret update, a broken file, SIGHUP, and the check, keygen
 // and token commands, all against the emulator.
-
-// runIMSProxy runs a one-shot imsproxy command with exactly env (plus PATH
-// and HOME) and returns its exit code and output.
-func runIMSProxy(t *testing.T, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	full := map[string]string{"PATH": os.Getenv("PATH"), "HOME": t.TempDir()}
-	for k, v := range env {
-		full[k] = v
-	}
-	cmd := exec.CommandContext(ctx, imsproxyBin, args...)
-	cmd.Env = environ(full)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("imsproxy %v did not finish within 60 s", args)
-	}
-	if _, exited := err.(*exec.ExitError); err != nil && !exited {
-		t.Fatal(err)
-	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
-}
 
 // writeAtomic replaces path by a rename, as a careful operator or a secret
 // manager does.
@@ -508,7 +482,7 @@ func TestE2E_CheckAgainstGoodAndMisconfiguredIMS(t *testing.T) {
 				"IMSPROXY_AEM_UPSTREAM":         a.URL,
 				"IMSPROXY_AEM_CREDENTIALS_FILE": file,
 			}
-			code, stdout, stderr := runIMSProxy(t, env, "check")
+			code, stdout, stderr := runProxyToExit(t, env, 60*time.Second, "check")
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
 			}
@@ -524,7 +498,7 @@ func TestE2E_CheckAgainstGoodAndMisconfiguredIMS(t *testing.T) {
 				t.Error("check printed the client secret")
 			}
 
-			code, stdout, _ = runIMSProxy(t, env, "check", "-json")
+			code, stdout, _ = runProxyToExit(t, env, 60*time.Second, "check", "-json")
 			var report struct {
 				OK     bool `json:"ok"`
 				Routes []struct {
@@ -540,10 +514,10 @@ func TestE2E_CheckAgainstGoodAndMisconfiguredIMS(t *testing.T) {
 	}
 
 	t.Run("invalid configuration", func(t *testing.T) {
-		code, stdout, stderr := runIMSProxy(t, map[string]string{
+		code, stdout, stderr := runProxyToExit(t, map[string]string{
 			"IMSPROXY_ROUTES": "aem", "IMSPROXY_AEM_UPSTREAM": "http://127.0.0.1:1",
 			"IMSPROXY_AEM_CREDENTIALS_FILE": filepath.Join(t.TempDir(), "missing.json"),
-		}, "check")
+		}, 60*time.Second, "check")
 		if code != 2 || stdout != "" || !strings.Contains(stderr, "IMSPROXY_AEM_CREDENTIALS_FILE: cannot read") {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 2 naming the variable", code, stdout, stderr)
 		}
@@ -556,7 +530,7 @@ func TestE2E_CheckAgainstGoodAndMisconfiguredIMS(t *testing.T) {
 // the key through the real proxy.
 func TestE2E_KeygenOutputIsAcceptedOnceRegistered(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
-	code, stdout, stderr := runIMSProxy(t, nil, "keygen", "-out", dir, "-cn", "e2e-aem")
+	code, stdout, stderr := runProxyToExit(t, nil, 60*time.Second, "keygen", "-out", dir, "-cn", "e2e-aem")
 	if code != 0 {
 		t.Fatalf("keygen: exit %d\n%s", code, stderr)
 	}
@@ -572,7 +546,7 @@ func TestE2E_KeygenOutputIsAcceptedOnceRegistered(t *testing.T) {
 	if printed := strings.ToLower(strings.ReplaceAll(stdout, ":", "")); !strings.Contains(printed, fp) {
 		t.Errorf("keygen printed no fingerprint matching %s:\n%s", fp, stdout)
 	}
-	if code, _, stderr := runIMSProxy(t, nil, "keygen", "-out", dir); code != 1 || !strings.Contains(stderr, "refusing to overwrite") {
+	if code, _, stderr := runProxyToExit(t, nil, 60*time.Second, "keygen", "-out", dir); code != 1 || !strings.Contains(stderr, "refusing to overwrite") {
 		t.Errorf("second keygen into the same directory: exit %d, %s", code, stderr)
 	}
 
@@ -589,7 +563,7 @@ func TestE2E_KeygenOutputIsAcceptedOnceRegistered(t *testing.T) {
 
 	env := a.jwtEnv(c, filepath.Join(dir, "private.key"))
 	env["IMSPROXY_AEM_CERTIFICATE_FILE"] = filepath.Join(dir, "certificate.crt")
-	code, stdout, stderr = runIMSProxy(t, env, "token", "aem")
+	code, stdout, stderr = runProxyToExit(t, env, 60*time.Second, "token", "aem")
 	tok := strings.TrimSuffix(stdout, "\n")
 	if code != 0 || strings.ContainsAny(tok, " \n") {
 		t.Fatalf("token: exit %d, stdout %q, stderr %q", code, stdout, stderr)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ import (
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
-// logBuffer collects log output for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // rotationEnv is a JWT route whose key and certificate files live in a
 // directory, against the emulator, with its watcher driven by hand.
 type rotationEnv struct {
@@ -54,7 +34,7 @@ type rotationEnv struct {
 	keyFile  string
 	certFile string
 	cfg      *config.Config
-	logs     *logBuffer
+	logs     *syncBuffer
 	now      atomic.Pointer[time.Time]
 }
 
@@ -68,7 +48,7 @@ func newRotationEnv(t *testing.T) *rotationEnv {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e := &rotationEnv{t: t, adobe: adobe, imsURL: ims.URL, creds: creds, logs: &logBuffer{},
+	e := &rotationEnv{t: t, adobe: adobe, imsURL: ims.URL, creds: creds, logs: &syncBuffer{},
 		keyFile: filepath.Join(dir, "private.key"), certFile: filepath.Join(dir, "certificate.crt")}
 	now := time.Now()
 	e.now.Store(&now)

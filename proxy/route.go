@@ -39,6 +39,7 @@ type Route struct {
 	log     *slog.Logger
 	metrics *Metrics // nil: none recorded
 	rp      *httputil.ReverseProxy
+	cache   *Cache // stock routes with CACHE_SIZE > 0; nil otherwise
 
 	// Header values are prepared once and shared by every request: the
 	// reverse proxy copies headers into the outgoing request, so sharing
@@ -59,6 +60,7 @@ type RouteOptions struct {
 	Logger    *slog.Logger
 	Transport http.RoundTripper // nil = NewTransport(cfg)
 	Metrics   *Metrics          // nil = no metrics
+	Now       func() time.Time  // the search cache's clock; nil = time.Now
 }
 
 // NewRoute returns the handler of route cfg, getting tokens from src (nil
@@ -73,6 +75,13 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 	}
 	if cfg.Type == config.TypeStock && cfg.Product != "" {
 		rt.product = []string{cfg.Product}
+	}
+	if cfg.Type == config.TypeStock && cfg.Cache.Size > 0 {
+		now := opts.Now
+		if now == nil {
+			now = time.Now
+		}
+		rt.cache = newCache(cfg, now, opts.Metrics)
 	}
 	base := opts.Transport
 	if base == nil {
@@ -109,6 +118,10 @@ func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve runs the request through the route's stages.
 func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
 	if !rt.limitBody(w, r) {
+		return
+	}
+	if rt.cache != nil {
+		rt.serveStock(w, r)
 		return
 	}
 	rt.forward(w, r)

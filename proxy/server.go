@@ -78,7 +78,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		certExpiry := rc.Credentials.CertificateExpiry
 		s.metrics.watchCertificate(rc.Name, func() time.Time { return certExpiry })
-		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics}))
+		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics, Now: s.now}))
 		if rc.Auth == config.AuthOAuth && len(rc.Credentials.Scopes) == 0 {
 			s.log.Warn("no IMSPROXY_"+envName(rc.Name)+"_SCOPES for OAuth: IMS will answer invalid_scope if the credential needs any; copy the scopes from the Adobe Developer Console",
 				"route", rc.Name)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,11 +56,20 @@ func (p *proxyProcess) waitMetric(series string, want float64) {
 	}
 }
 
-func TestE2E_CacheAnswersRepeatedSearchesWithOneUpstreamRequest(t *testing.T) {
+// startCachedStock runs the emulator and the proxy with one stock route
+// (OAuth), env added, and waits until it is ready.
+func startCachedStock(t *testing.T, env map[string]string) (*adobe, *proxyProcess, string) {
+	t.Helper()
 	a := startAdobe(t, fakeadobe.Options{})
-	p := startProxy(t, a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{})))
+	full := a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{}))
+	maps.Copy(full, env)
+	p := startProxy(t, full)
 	p.waitReady()
-	base := p.URL("stock")
+	return a, p, p.URL("stock")
+}
+
+func TestE2E_CacheAnswersRepeatedSearchesWithOneUpstreamRequest(t *testing.T) {
+	a, p, base := startCachedStock(t, nil)
 
 	status, h, warm := httpGet(t, base+cacheSearch)
 	if status != 200 || h.Get("X-Cache") != "MISS" || !strings.Contains(string(warm), `"files"`) {
@@ -120,12 +130,7 @@ func TestE2E_CacheAnswersRepeatedSearchesWithOneUpstreamRequest(t *testing.T) {
 }
 
 func TestE2E_CacheKeepsSearchUpWhileStockIsDown(t *testing.T) {
-	a := startAdobe(t, fakeadobe.Options{})
-	env := a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{}))
-	env["IMSPROXY_STOCK_CACHE_TTL"] = "1s"
-	p := startProxy(t, env)
-	p.waitReady()
-	base := p.URL("stock")
+	a, _, base := startCachedStock(t, map[string]string{"IMSPROXY_STOCK_CACHE_TTL": "1s"})
 
 	_, _, warm := httpGet(t, base+cacheSearch)
 	a.SetStockDown(true)
@@ -164,10 +169,7 @@ func TestE2E_CacheKeepsSearchUpWhileStockIsDown(t *testing.T) {
 }
 
 func TestE2E_CachePurgeOnTheAdminListener(t *testing.T) {
-	a := startAdobe(t, fakeadobe.Options{})
-	p := startProxy(t, a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{})))
-	p.waitReady()
-	base := p.URL("stock")
+	a, p, base := startCachedStock(t, nil)
 	httpGet(t, base+cacheSearch)
 
 	status, _, body := httpDo(t, http.MethodPost, p.AdminURL()+"/cache/purge?route=stock", nil)
@@ -203,12 +205,7 @@ func TestE2E_CachePurgeOnTheAdminListener(t *testing.T) {
 }
 
 func TestE2E_LicenceThroughTheProxyEmptiesTheCache(t *testing.T) {
-	a := startAdobe(t, fakeadobe.Options{})
-	env := a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{}))
-	env["IMSPROXY_STOCK_ALLOW_LICENSE"] = "true"
-	p := startProxy(t, env)
-	p.waitReady()
-	base := p.URL("stock")
+	a, _, base := startCachedStock(t, map[string]string{"IMSPROXY_STOCK_ALLOW_LICENSE": "true"})
 	const search = "/Rest/Media/1/Search/Files?search_parameters[words]=cat&search_parameters[limit]=1" +
 		"&search_parameters[filters][content_type:photo]=1&search_parameters[filters][editorial]=false" +
 		"&result_columns[]=id&result_columns[]=is_licensed"
@@ -245,10 +242,7 @@ func TestE2E_LicenceThroughTheProxyEmptiesTheCache(t *testing.T) {
 }
 
 func TestE2E_CacheConcurrentSearchesShareOneRequestAndSurviveALeavingCaller(t *testing.T) {
-	a := startAdobe(t, fakeadobe.Options{})
-	p := startProxy(t, a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{})))
-	p.waitReady()
-	base := p.URL("stock")
+	a, p, base := startCachedStock(t, nil)
 	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(time.Second)})
 
 	type result struct {

@@ -12,7 +12,7 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
-			"Use POST /cache/purge?route=<name> to empty a route's search cache.", name)
+			"Use POST /cache/purge?route=NAME to empty the search cache of route NAME.", name)
 		return
 	}
 	var cached []string
@@ -32,7 +32,7 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	}
 	which := "routes with a search cache: " + strings.Join(cached, ", ")
 	if name == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "Name the route: POST /cache/purge?route=<name> ("+which+").", name)
+		writeError(w, http.StatusBadRequest, "bad_request", "Name the route: POST /cache/purge?route=NAME ("+which+").", name)
 		return
 	}
 	writeError(w, http.StatusNotFound, "unknown_route", "There is no route "+name+"; "+which+".", name)

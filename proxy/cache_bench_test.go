@@ -53,7 +53,8 @@ func benchSearchRoute(b *testing.B, body string, cached bool) *Route {
 	return NewRoute(rc, mgr, RouteOptions{Metrics: NewMetrics()})
 }
 
-func BenchmarkSearch(b *testing.B) {
+// eachSearchCase runs bench for every answer size, uncached and as hits.
+func eachSearchCase(b *testing.B, bench func(b *testing.B, rt *Route)) {
 	for _, size := range benchSizes {
 		body := searchAnswer(size)
 		for _, cached := range []bool{false, true} {
@@ -61,13 +62,17 @@ func BenchmarkSearch(b *testing.B) {
 			if cached {
 				name = fmt.Sprintf("hit/%dKB", size>>10)
 			}
-			b.Run(name, func(b *testing.B) {
-				front := httptest.NewServer(benchSearchRoute(b, body, cached))
-				b.Cleanup(front.Close)
-				benchGet(b, front.URL)
-			})
+			b.Run(name, func(b *testing.B) { bench(b, benchSearchRoute(b, body, cached)) })
 		}
 	}
+}
+
+func BenchmarkSearch(b *testing.B) {
+	eachSearchCase(b, func(b *testing.B, rt *Route) {
+		front := httptest.NewServer(rt)
+		b.Cleanup(front.Close)
+		benchGet(b, front.URL)
+	})
 }
 
 // discardWriter is the cheapest ResponseWriter, so that the handler
@@ -82,37 +87,27 @@ func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func BenchmarkSearchHandler(b *testing.B) {
-	for _, size := range benchSizes {
-		body := searchAnswer(size)
-		for _, cached := range []bool{false, true} {
-			name := fmt.Sprintf("uncached/%dKB", size>>10)
-			if cached {
-				name = fmt.Sprintf("hit/%dKB", size>>10)
-			}
-			b.Run(name, func(b *testing.B) {
-				rt := benchSearchRoute(b, body, cached)
-				// One request and writer for all iterations: the benchmark
-				// measures the route, not building requests.
-				req := httptest.NewRequest(http.MethodGet,
-					"/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Blimit%5D=32", nil)
-				w := &discardWriter{h: make(http.Header)}
-				serve := func() int {
-					clear(w.h)
-					w.status = 0
-					rt.ServeHTTP(w, req)
-					return w.status
-				}
-				serve() // warm the cache (and the connection)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					if st := serve(); st != http.StatusOK {
-						b.Fatalf("status %d", st)
-					}
-				}
-			})
+	eachSearchCase(b, func(b *testing.B, rt *Route) {
+		// One request and writer for all iterations: the benchmark
+		// measures the route, not building requests.
+		req := httptest.NewRequest(http.MethodGet,
+			"/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Blimit%5D=32", nil)
+		w := &discardWriter{h: make(http.Header)}
+		serve := func() int {
+			clear(w.h)
+			w.status = 0
+			rt.ServeHTTP(w, req)
+			return w.status
 		}
-	}
+		serve() // warm the cache (and the connection)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if st := serve(); st != http.StatusOK {
+				b.Fatalf("status %d", st)
+			}
+		}
+	})
 }
 
 // fillCache fills a cache of maxBytes with entries whose bodies are of

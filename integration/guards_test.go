@@ -222,6 +222,8 @@ func TestE2E_CallersFile(t *testing.T) {
 	aemOnly := callerSpec{"aem-reader", "imsp_aem-key-0123456789abcdef", []string{"aem"}, false}
 	writeCallers(t, callers, dam, aemOnly)
 	env := a.stockOAuthEnv(creds)
+	// Every search must reach the emulator, to see what arrives there.
+	env["IMSPROXY_STOCK_CACHE_SIZE"] = "0"
 	env["IMSPROXY_ROUTES"] = "stock,aem"
 	env["IMSPROXY_AEM_AUTH"] = "none"
 	env["IMSPROXY_AEM_UPSTREAM"] = a.URL

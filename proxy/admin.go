@@ -23,7 +23,7 @@ type routeReadyz struct {
 	Reload            *reloadStatus `json:"credentials_reload,omitempty"`
 }
 
-// adminHandler serves /healthz, /readyz and /metrics. It lives on its own
+// adminHandler serves /healthz, /readyz, /metrics and /cache/purge. It lives on its own
 // listener so it never shadows an upstream path.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -32,6 +32,7 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("/cache/purge", s.purgeCache)
 	return mux
 }
 

@@ -142,15 +142,6 @@ func TestRoute_LicensingAnswersDownloadURLsRewritten(t *testing.T) {
 	}
 }
 
-func TestAcceptsGzip(t *testing.T) {
-	tests := map[string]bool{"gzip": true, "br, gzip;q=0.5": true, "GZIP": true, "br": false, "": false, "gzip;q=0": false, "identity": false}
-	for v, want := range tests {
-		if got := acceptsGzip([]string{v}); got != want {
-			t.Errorf("acceptsGzip(%q) = %v", v, got)
-		}
-	}
-}
-
 func TestRoute_DownloadRefusedTokenIsReplacedForTheNextRequest(t *testing.T) {
 	host := &recordingUpstream{}
 	host.handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {

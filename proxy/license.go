@@ -240,6 +240,10 @@ func (a *licenceAttempt) settle(outcome string, status, upstream int, state stri
 	if rt.metrics != nil {
 		rt.metrics.Licence(rt.cfg.Name, outcome)
 	}
+	if outcome == outcomeLicensed {
+		// Search answers carry is_licensed, which has just changed (SPEC §5).
+		rt.PurgeCache("licence")
+	}
 	rt.log.Info("licensing", "route", a.rec.Route, "request_id", a.rec.RequestID, "caller", a.rec.Caller,
 		"content_id", a.rec.ContentID, "license", a.rec.License, "outcome", outcome,
 		"status", status, "upstream_status", upstream, "purchase_state", state)

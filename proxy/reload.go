@@ -85,6 +85,11 @@ type liveCredentials struct {
 
 	certExpiry atomic.Int64 // Unix nanoseconds; 0 when unknown
 
+	// onReplaced, when set (before Run), runs once new credentials have
+	// replaced the old: the server empties the route's search cache there,
+	// since search answers carry the old organisation's is_licensed.
+	onReplaced func()
+
 	mu     sync.Mutex // guards status
 	status reloadStatus
 
@@ -270,6 +275,9 @@ func (w *credentialWatcher) reload(ctx context.Context, l *liveCredentials, trig
 		return
 	}
 	l.failures = 0
+	if l.onReplaced != nil {
+		l.onReplaced()
+	}
 	l.setCertificateExpiry(creds.CertificateExpiry)
 	l.mu.Lock()
 	l.status = reloadStatus{Reloaded: w.now()}

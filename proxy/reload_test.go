@@ -166,6 +166,8 @@ func TestCertificateWarning(t *testing.T) {
 func TestCredentialWatcher_ReloadsARotatedKeyOnceTheFilesSettle(t *testing.T) {
 	e := newRotationEnv(t)
 	w, live, mgr := e.watcher()
+	var replaced atomic.Int64
+	live.onReplaced = func() { replaced.Add(1) }
 	ctx := context.Background()
 	oldCert := fakeadobe.Fingerprint(e.creds.Certificate)
 
@@ -194,6 +196,9 @@ func TestCredentialWatcher_ReloadsARotatedKeyOnceTheFilesSettle(t *testing.T) {
 	if n := counterValue(t, w.reloads.WithLabelValues("aem", "success")); n != 1 {
 		t.Errorf("successful reloads = %v, want 1", n)
 	}
+	if n := replaced.Load(); n != 1 {
+		t.Errorf("onReplaced (the cache purge) ran %d times, want 1", n)
+	}
 	if !strings.Contains(e.logs.String(), `"msg":"credentials reloaded"`) {
 		t.Errorf("no reload logged:\n%s", e.logs)
 	}
@@ -212,6 +217,8 @@ func TestCredentialWatcher_ReloadsARotatedKeyOnceTheFilesSettle(t *testing.T) {
 func TestCredentialWatcher_BrokenFileKeepsTheOldCredentials(t *testing.T) {
 	e := newRotationEnv(t)
 	w, live, mgr := e.watcher()
+	var replaced atomic.Int64
+	live.onReplaced = func() { replaced.Add(1) }
 	ctx := context.Background()
 	before, err := mgr.Token(ctx)
 	if err != nil {
@@ -236,6 +243,9 @@ func TestCredentialWatcher_BrokenFileKeepsTheOldCredentials(t *testing.T) {
 	}
 	if strings.Contains(logs, "bm90LWEta2V5") {
 		t.Errorf("the file's content reached the log:\n%s", logs)
+	}
+	if n := replaced.Load(); n != 0 {
+		t.Errorf("onReplaced (the cache purge) ran after a failed reload")
 	}
 	// A configuration problem is not retried until the file changes.
 	w.poll(ctx)

@@ -49,19 +49,6 @@ func (rt *Route) hold(w http.ResponseWriter, r *http.Request) *heldAnswer {
 	return &heldAnswer{rt: rt, w: w, host: callerHost(r), header: http.Header{}}
 }
 
-func acceptsGzip(values []string) bool {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.EqualFold(strings.TrimSpace(coding), "gzip") &&
-				strings.ReplaceAll(strings.TrimSpace(params), " ", "") != "q=0" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // callerHost is the host:port the caller addressed, when it is a plain
 // host and port, else the listener's address.
 func callerHost(r *http.Request) string {

@@ -39,6 +39,7 @@ type Route struct {
 	log     *slog.Logger
 	metrics *Metrics // nil: none recorded
 	rp      *httputil.ReverseProxy
+	cache   *Cache // stock routes with CACHE_SIZE > 0; nil otherwise
 
 	// Header values are prepared once and shared by every request: the
 	// reverse proxy copies headers into the outgoing request, so sharing
@@ -65,7 +66,7 @@ type RouteOptions struct {
 	Metrics   *Metrics          // nil = no metrics
 	Callers   *Callers          // nil = anyone who reaches the listener may call
 	Audit     *AuditLog         // nil = no audit log of licensing
-	Now       func() time.Time  // the licence day's clock; nil = time.Now
+	Now       func() time.Time  // clock of the licence day and the search cache; nil = time.Now
 }
 
 // NewRoute returns the handler of route cfg, getting tokens from src (nil
@@ -80,6 +81,13 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 	}
 	if cfg.Type == config.TypeStock && cfg.Product != "" {
 		rt.product = []string{cfg.Product}
+	}
+	if cfg.Type == config.TypeStock && cfg.Cache.Size > 0 {
+		now := opts.Now
+		if now == nil {
+			now = time.Now
+		}
+		rt.cache = newCache(cfg, now, opts.Metrics)
 	}
 	base := opts.Transport
 	if base == nil {
@@ -130,7 +138,11 @@ func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer held.abandon() // settles a licence cut short by a panic; nil-safe
-	rt.forward(w, r)
+	if rt.cache != nil {
+		rt.serveStock(w, r) // the search cache (cache_serve.go)
+	} else {
+		rt.forward(w, r)
+	}
 	held.finish()
 }
 

@@ -87,8 +87,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		live := s.creds.add(rc, s.managers[rc.Name], imsClient)
 		s.metrics.watchCertificate(rc.Name, live.certificateExpiry)
-		s.routes = append(s.routes, NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics,
-			Callers: sec.callers, Audit: sec.audit, Now: s.now}))
+		route := NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics,
+			Callers: sec.callers, Audit: sec.audit, Now: s.now})
+		live.onReplaced = func() { route.PurgeCache("credentials") }
+		s.routes = append(s.routes, route)
 		if rc.Auth == config.AuthOAuth && len(rc.Credentials.Scopes) == 0 {
 			s.log.Warn("no IMSPROXY_"+envName(rc.Name)+"_SCOPES for OAuth: IMS will answer invalid_scope if the credential needs any; copy the scopes from the Adobe Developer Console",
 				"route", rc.Name)

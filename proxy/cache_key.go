@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// What the search cache may hold (SPEC §5): GET answers of these Stock
+// paths, nothing else ever.
+const (
+	pathSearchFiles        = "/Rest/Media/1/Search/Files"
+	pathSearchCategory     = "/Rest/Media/1/Search/Category"
+	pathSearchCategoryTree = "/Rest/Media/1/Search/CategoryTree"
+	pathFiles              = "/Rest/Media/1/Files"
+)
+
+func cacheablePath(p string) bool {
+	switch p {
+	case pathSearchFiles, pathSearchCategory, pathSearchCategoryTree, pathFiles:
+		return true
+	}
+	return false
+}
+
+// searchKey returns the cache key of a search request, or ok=false when the
+// request must bypass the cache: not a plain GET, a body, a conditional or
+// range request, a caller that forbids storing, or a path or query the key
+// cannot represent faithfully.
+func searchKey(route string, r *http.Request) (key string, ok bool) {
+	h := r.Header
+	if r.Method != http.MethodGet || r.ContentLength != 0 || r.URL.RawPath != "" ||
+		hasDirective(h["Cache-Control"], "no-store") ||
+		len(h["Range"]) > 0 || len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0 ||
+		len(h["If-Match"]) > 0 || len(h["If-Unmodified-Since"]) > 0 || len(h["If-Range"]) > 0 {
+		return "", false
+	}
+	return cacheKey(route, r.URL.Path, r.URL.RawQuery, h["Accept-Language"], h["X-Product"])
+}
+
+// cacheKey is the canonical key of SPEC §5: route, path, the query with its
+// parameters sorted by name (repeated values keep their order: PHP reads
+// result_columns[]=a&result_columns[]=b as a list, and the last of two
+// plain duplicates wins), Accept-Language and the caller's X-Product.
+//
+// Names and values are compared decoded, so `search_parameters%5Bwords%5D`
+// and `search_parameters[words]` (the PHP SDK escapes brackets, curl does
+// not) share an entry, as do `+` and `%20`. A query that does not decode,
+// or holds a `;` (which net/http's reverse proxy would strip), is not
+// cached: ok is false.
+//
+// Every part is written with its length first, so the encoding is
+// injective: two requests share a key only when all their parts are equal.
+func cacheKey(route, path, rawQuery string, lang, product []string) (key string, ok bool) {
+	params, ok := canonicalQuery(rawQuery)
+	if !ok {
+		return "", false
+	}
+	n := len(route) + len(path) + len(rawQuery) + 4*len(params) + 16
+	for _, v := range lang {
+		n += len(v) + 2
+	}
+	for _, v := range product {
+		n += len(v) + 2
+	}
+	b := make([]byte, 0, n)
+	b = appendString(b, route)
+	b = appendString(b, path)
+	b = binary.AppendUvarint(b, uint64(len(params)))
+	for _, p := range params {
+		b = appendString(b, p.name)
+		b = appendString(b, p.value)
+	}
+	b = appendList(b, lang)
+	b = appendList(b, product)
+	return string(b), true
+}
+
+type queryParam struct{ name, value string }
+
+// canonicalQuery decodes rawQuery into its parameters, sorted stably by
+// name. Empty segments (`a=1&&b=2`) carry nothing and are skipped.
+func canonicalQuery(rawQuery string) ([]queryParam, bool) {
+	if rawQuery == "" {
+		return nil, true
+	}
+	params := make([]queryParam, 0, strings.Count(rawQuery, "&")+1)
+	for seg := range strings.SplitSeq(rawQuery, "&") {
+		if seg == "" {
+			continue
+		}
+		if strings.IndexByte(seg, ';') >= 0 {
+			return nil, false
+		}
+		rawName, rawValue, _ := strings.Cut(seg, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return nil, false
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, false
+		}
+		params = append(params, queryParam{name, value})
+	}
+	slices.SortStableFunc(params, func(a, b queryParam) int { return strings.Compare(a.name, b.name) })
+	return params, true
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendList(b []byte, vs []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(vs)))
+	for _, v := range vs {
+		b = appendString(b, v)
+	}
+	return b
+}
+
+// wantsRefresh reports whether the caller asked for an answer fresh from
+// the upstream (Cache-Control: no-cache, or HTTP/1.0's Pragma: no-cache).
+func wantsRefresh(h http.Header) bool {
+	return hasDirective(h["Cache-Control"], "no-cache") || hasDirective(h["Pragma"], "no-cache")
+}
+
+// hasDirective reports whether a comma-separated header (Cache-Control,
+// Pragma) holds directive, with or without an argument, in any case.
+func hasDirective(values []string, directive string) bool {
+	for _, v := range values {
+		for d := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(d, "=")
+			if strings.EqualFold(strings.TrimSpace(name), directive) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// acceptsGzip reads Accept-Encoding (RFC 9110 §12.5.3): gzip (or x-gzip)
+// with a non-zero weight, or `*` when gzip is not named.
+func acceptsGzip(values []string) bool {
+	gzipQ, anyQ := -1.0, -1.0
+	for _, v := range values {
+		for elem := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(elem, ";")
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(k, "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+						q = f
+					}
+				}
+			}
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "gzip", "x-gzip":
+				gzipQ = q
+			case "*":
+				anyQ = q
+			}
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return anyQ > 0
+}

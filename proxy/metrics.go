@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"maps"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,13 +28,17 @@ type Metrics struct {
 	cacheEvictions *prometheus.CounterVec   // route
 	licences       *prometheus.CounterVec   // route, outcome
 
-	mu       sync.Mutex
-	counters map[requestKey]prometheus.Counter // resolved children, so the request path skips label hashing
+	// requestCells holds, per route, the resolved children of requests,
+	// so that counting a request takes no lock, no label hashing and no
+	// allocation. The map is copied when a route first appears (once per
+	// route at start) and read lock-free afterwards.
+	requestCells atomic.Pointer[map[string]*requestCells]
+	newRoute     sync.Mutex
 }
 
-type requestKey struct {
-	route, method, class, cache string
-}
+// requestCells are one route's request counters, indexed by method,
+// status class and cache result; each is created on first use.
+type requestCells [len(methodLabels)][len(statusClasses)][len(cacheLabels)]atomic.Pointer[prometheus.Counter]
 
 // NewMetrics returns the collectors registered on a registry of their own
 // (plus the Go runtime and process collectors).
@@ -69,7 +75,6 @@ func NewMetrics() *Metrics {
 			Name: "imsproxy_licenses_total",
 			Help: "Licensing attempts, by route and outcome.",
 		}, []string{"route", "outcome"}),
-		counters: make(map[requestKey]prometheus.Counter),
 	}
 	m.registry.MustRegister(m.requests, m.upstream, m.exchanges, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.licences,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -84,17 +89,39 @@ func (m *Metrics) Handler() http.Handler {
 // Registry is where collectors are registered.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
-// countRequest records one answered request.
+// countRequest records one answered request; cache is X-Cache's value.
 func (m *Metrics) countRequest(route, method string, status int, cache string) {
-	k := requestKey{route: route, method: methodLabel(method), class: statusClass(status), cache: cache}
-	m.mu.Lock()
-	c, ok := m.counters[k]
-	if !ok {
-		c = m.requests.WithLabelValues(k.route, k.method, k.class, k.cache)
-		m.counters[k] = c
+	mi, si, ci := methodIndex(method), statusIndex(status), cacheIndex(cache)
+	cell := &m.cellsOf(route)[mi][si][ci]
+	c := cell.Load()
+	if c == nil {
+		counter := m.requests.WithLabelValues(route, methodLabels[mi], statusClasses[si], cacheLabels[ci])
+		cell.CompareAndSwap(nil, &counter) // a racing request stored the same child
+		c = cell.Load()
 	}
-	m.mu.Unlock()
-	c.Inc()
+	(*c).Inc()
+}
+
+func (m *Metrics) cellsOf(route string) *requestCells {
+	if cells := m.requestCells.Load(); cells != nil {
+		if rc := (*cells)[route]; rc != nil {
+			return rc
+		}
+	}
+	m.newRoute.Lock()
+	defer m.newRoute.Unlock()
+	old := m.requestCells.Load()
+	if old != nil && (*old)[route] != nil {
+		return (*old)[route]
+	}
+	cells := make(map[string]*requestCells)
+	if old != nil {
+		maps.Copy(cells, *old)
+	}
+	rc := new(requestCells)
+	cells[route] = rc
+	m.requestCells.Store(&cells)
+	return rc
 }
 
 func (m *Metrics) upstreamObserver(route string) func(time.Duration) {
@@ -171,20 +198,42 @@ func (g optionalGauge) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func methodLabel(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, "COPY", "MOVE":
-		return m
+// The label values of imsproxy_requests_total: fixed sets, whatever the
+// callers send.
+var (
+	methodLabels = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, "COPY", "MOVE", "OTHER"}
+	statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+	cacheLabels   = [...]string{"none", "hit", "miss", "bypass", "stale"}
+)
+
+func methodIndex(method string) int {
+	for i, m := range methodLabels[:len(methodLabels)-1] {
+		if m == method {
+			return i
+		}
 	}
-	return "OTHER"
+	return len(methodLabels) - 1
 }
 
-var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
-
-func statusClass(status int) string {
+func statusIndex(status int) int {
 	if status >= 100 && status < 600 {
-		return statusClasses[status/100-1]
+		return status/100 - 1
 	}
-	return "other"
+	return len(statusClasses) - 1
+}
+
+// cacheIndex maps X-Cache to its label; "none" when the cache had no say.
+func cacheIndex(xcache string) int {
+	switch xcache {
+	case "HIT":
+		return 1
+	case "MISS":
+		return 2
+	case "BYPASS":
+		return 3
+	case "STALE":
+		return 4
+	}
+	return 0
 }

@@ -27,7 +27,8 @@ func newRequestIDGenerator() *requestIDGenerator {
 }
 
 func (g *requestIDGenerator) New() string {
-	return g.prefix + strconv.FormatUint(g.next.Add(1), 36)
+	var buf [64]byte // the prefix is 26 bytes, the counter at most 13: one allocation, the string
+	return string(strconv.AppendUint(append(buf[:0], g.prefix...), g.next.Add(1), 36))
 }
 
 // setRequestID keeps the caller's X-Request-Id when it is sane, else makes

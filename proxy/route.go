@@ -152,33 +152,18 @@ func (rt *Route) record(rec *recorder, r *http.Request, id string, start time.Ti
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends an empty 200
 	}
-	cache := cacheLabel(rec.Header().Get("X-Cache"))
+	xcache := rec.Header().Get("X-Cache")
 	if rt.metrics != nil {
-		rt.metrics.countRequest(rt.cfg.Name, r.Method, status, cache)
+		rt.metrics.countRequest(rt.cfg.Name, r.Method, status, xcache)
 	}
 	if rt.log.Enabled(r.Context(), slog.LevelDebug) {
 		// The path but never the query: callers may put anything there.
 		rt.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 			slog.String("route", rt.cfg.Name), slog.String("request_id", id),
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.String("cache", cache),
+			slog.Int("status", status), slog.String("cache", cacheLabels[cacheIndex(xcache)]),
 			slog.Duration("duration", time.Since(start)))
 	}
-}
-
-// cacheLabel maps X-Cache to a metric label from a fixed set.
-func cacheLabel(xcache string) string {
-	switch xcache {
-	case "HIT":
-		return "hit"
-	case "MISS":
-		return "miss"
-	case "BYPASS":
-		return "bypass"
-	case "STALE":
-		return "stale"
-	}
-	return "none"
 }
 
 // forward adds the route's credentials and sends r upstream.

@@ -10,8 +10,8 @@ package main
 
 import (
 	"flag"
-	"io"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httputil"

@@ -68,7 +68,7 @@ measure() {
 	local hz cpu_us
 	hz=$(getconf CLK_TCK)
 	cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-	printf '%-10s %10s req/s  p50 %8s  p99 %8s  proxy CPU %6s µs/request  rss %s\n' \
+	printf '%-10s %10s req/s  p50 %8s  p99 %8s  proxy CPU %6s µs/request  RSS after %s\n' \
 		"$name" "$rps" "$p50" "$p99" "$cpu_us" "$(awk '/VmRSS/ {print $2 $3}' "/proc/$pid/status")"
 	[ -z "$errors" ] || echo "  $errors"
 }
@@ -92,5 +92,6 @@ IMSPROXY_LOAD_CACHE_SIZE=${CACHE_SIZE:-0} \
 IMSPROXY_ADMIN_LISTEN=$ADMIN \
 	taskset -c "$PROXY_CPU" "$work/imsproxy" serve 2>"$work/imsproxy.log" & pids+=($!)
 await "http://$ADMIN/readyz"
+echo "imsproxy idle RSS: $(awk '/VmRSS/ {print $2 $3}' "/proc/$!/status")"
 measure imsproxy "$!" "http://$IMSPROXY$PATH_QUERY"
 curl -fs "http://$ADMIN/metrics" | grep '^imsproxy_requests_total' | sed 's/^/  /'

@@ -3,7 +3,8 @@
 # connections against a local upstream, through a bare
 # httputil.ReverseProxy and through imsproxy (metrics on, logging at the
 # default level), the proxy pinned to one core and wrk plus the upstream to
-# the other. Prints throughput, latency and the proxy's CPU per request.
+# the other. Prints throughput, latency, and the CPU per request of the
+# process wrk talks to (the upstream itself for "direct", else the proxy).
 #
 #	integration/loadtest/run.sh            # 10 s per run
 #	DURATION=30s integration/loadtest/run.sh
@@ -68,7 +69,7 @@ measure() {
 	local hz cpu_us
 	hz=$(getconf CLK_TCK)
 	cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
-	printf '%-10s %10s req/s  p50 %8s  p99 %8s  proxy CPU %6s µs/request  RSS after %s\n' \
+	printf '%-10s %10s req/s  p50 %8s  p99 %8s  CPU %6s µs/request  RSS after %s\n' \
 		"$name" "$rps" "$p50" "$p99" "$cpu_us" "$(awk '/VmRSS/ {print $2 $3}' "/proc/$pid/status")"
 	[ -z "$errors" ] || echo "  $errors"
 }

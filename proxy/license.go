@@ -248,8 +248,11 @@ func (a *licenceAttempt) settle(outcome string, status, upstream int, state stri
 	}
 	if upstream == 0 && a.answer != nil {
 		// Refused by the proxy: the request's one error line says so.
-		a.answer.note(slog.LevelInfo, "licence refused", slog.String("caller", a.rec.Caller),
-			slog.String("content_id", a.rec.ContentID), slog.String("license", a.rec.License), slog.String("outcome", outcome))
+		attrs := []slog.Attr{slog.String("content_id", a.rec.ContentID), slog.String("license", a.rec.License), slog.String("outcome", outcome)}
+		if a.rec.Caller != "" { // known only with a callers file
+			attrs = append(attrs, slog.String("caller", a.rec.Caller))
+		}
+		a.answer.note(slog.LevelInfo, "licence refused", attrs...)
 		return
 	}
 	rt.log.Info("licensing", "route", a.rec.Route, "request_id", a.rec.RequestID, "caller", a.rec.Caller,

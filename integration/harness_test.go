@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,15 +170,15 @@ func (p *proxyProcess) scan(r io.Reader, want int, listening chan struct{}) {
 	for sc.Scan() {
 		line := sc.Bytes()
 		p.stderr.Write(append(line, '\n'))
-		var rec struct{ Msg, Listener, Addr string }
-		if json.Unmarshal(line, &rec) != nil || rec.Msg != "listening" {
+		rec := logFields(string(line))
+		if rec["msg"] != "listening" {
 			continue
 		}
 		p.stderr.mu.Lock()
-		if rec.Listener == "admin" {
-			p.Admin = rec.Addr
+		if rec["listener"] == "admin" {
+			p.Admin = rec["addr"]
 		} else {
-			p.Routes[strings.TrimPrefix(rec.Listener, "route ")] = rec.Addr
+			p.Routes[strings.TrimPrefix(rec["listener"], "route ")] = rec["addr"]
 		}
 		p.stderr.mu.Unlock()
 		if seen++; seen == want {
@@ -185,6 +186,39 @@ func (p *proxyProcess) scan(r io.Reader, want int, listening chan struct{}) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, r)
+}
+
+// logFields reads one log line of either IMSPROXY_LOG_FORMAT: a JSON
+// object, or slog's text of key=value pairs with Go-quoted values. Values
+// are returned as text; nil when the line is neither.
+func logFields(line string) map[string]string {
+	fields := map[string]string{}
+	var obj map[string]any
+	if json.Unmarshal([]byte(line), &obj) == nil {
+		for k, v := range obj {
+			if s, ok := v.(string); ok {
+				fields[k] = s
+			} else {
+				fields[k] = fmt.Sprint(v)
+			}
+		}
+		return fields
+	}
+	for rest := strings.TrimSpace(line); rest != ""; rest = strings.TrimLeft(rest, " ") {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || strings.Contains(key, " ") {
+			return nil
+		}
+		value := after
+		if q, err := strconv.QuotedPrefix(after); err == nil {
+			value, _ = strconv.Unquote(q)
+			rest = after[len(q):]
+		} else {
+			value, rest, _ = strings.Cut(after, " ")
+		}
+		fields[key] = value
+	}
+	return fields
 }
 
 // URL is the base URL of a route.

@@ -142,24 +142,13 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 	}
 	secrets := map[string]string{
 		"stock client secret":        stockCreds.ClientSecret,
-		"aem client secret":          aemCreds.ClientSecret,
 		"broken route client secret": wrongSecret,
 		"buyer caller key":           buyer.key,
 		"viewer caller key":          viewer.key,
 		"guessed caller key":         guessed,
 	}
-	for i, tok := range tokens {
-		secrets[fmt.Sprintf("access token %d", i)] = tok
-		// The signature alone is as good as the token to recognise it.
-		secrets[fmt.Sprintf("access token %d's signature", i)] = tok[strings.LastIndex(tok, ".")+1:]
-	}
-	for name, der := range map[string][]byte{"aem private key (PKCS#1)": aemCreds.PrivateKeyPKCS1PEM(), "aem private key (PKCS#8)": aemCreds.PrivateKeyPEM()} {
-		block, _ := pem.Decode(der)
-		body := base64.StdEncoding.EncodeToString(block.Bytes) // the PEM body without its line breaks
-		for i := 0; i+24 <= len(body); i += 12 {
-			secrets[fmt.Sprintf("%s, characters %d-%d", name, i, i+24)] = body[i : i+24]
-		}
-	}
+	addCredentialSecrets(secrets, "aem", aemCreds)
+	addTokenSecrets(secrets, tokens)
 	outputs := map[string]string{
 		"stdout":    p.stdout.String(),
 		"stderr":    p.stderr.String(),
@@ -167,13 +156,7 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 		"/metrics":  metrics,
 		"/readyz":   string(readyzJSON),
 	}
-	for out, text := range outputs {
-		for name, secret := range secrets {
-			if secret != "" && strings.Contains(text, secret) {
-				t.Errorf("%s contains the %s", out, name)
-			}
-		}
-	}
+	checkNoSecrets(t, outputs, secrets)
 	// The scenario is visible where it should be, just without secrets.
 	for _, want := range []string{`"msg":"caller refused"`, `"msg":"licensing"`, `"outcome":"editorial_use_only"`, `"msg":"request"`, "invalid_client"} {
 		if !strings.Contains(outputs["stderr"], want) {
@@ -182,5 +165,40 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 	}
 	if n := strings.Count(string(auditLog), "\n"); n != 4 {
 		t.Errorf("%d audit lines, want 4 (no licence right, editorial, unknown caller, licensed):\n%s", n, auditLog)
+	}
+}
+
+// addCredentialSecrets adds c's client secret and overlapping pieces of its
+// private key, in both PEM encodings, to secrets under name.
+func addCredentialSecrets(secrets map[string]string, name string, c *fakeadobe.Credentials) {
+	secrets[name+" client secret"] = c.ClientSecret
+	for enc, der := range map[string][]byte{"PKCS#1": c.PrivateKeyPKCS1PEM(), "PKCS#8": c.PrivateKeyPEM()} {
+		block, _ := pem.Decode(der)
+		body := base64.StdEncoding.EncodeToString(block.Bytes) // the PEM body without its line breaks
+		for i := 0; i+24 <= len(body); i += 12 {
+			secrets[fmt.Sprintf("%s private key (%s), characters %d-%d", name, enc, i, i+24)] = body[i : i+24]
+		}
+	}
+}
+
+// addTokenSecrets adds each access token, and its signature alone, to
+// secrets.
+func addTokenSecrets(secrets map[string]string, tokens []string) {
+	for i, tok := range tokens {
+		secrets[fmt.Sprintf("access token %d", i)] = tok
+		// The signature alone is as good as the token to recognise it.
+		secrets[fmt.Sprintf("access token %d's signature", i)] = tok[strings.LastIndex(tok, ".")+1:]
+	}
+}
+
+// checkNoSecrets fails the test for every secret found in an output.
+func checkNoSecrets(t *testing.T, outputs, secrets map[string]string) {
+	t.Helper()
+	for out, text := range outputs {
+		for name, secret := range secrets {
+			if secret != "" && strings.Contains(text, secret) {
+				t.Errorf("%s contains the %s", out, name)
+			}
+		}
 	}
 }

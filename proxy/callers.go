@@ -359,7 +359,7 @@ func (rt *Route) admit(w http.ResponseWriter, r *http.Request) (*Caller, bool) {
 		if st, ok := w.(interface{ Status() int }); ok && st.Status() == http.StatusRequestEntityTooLarge {
 			outcome, status = CodeBodyTooLarge, http.StatusRequestEntityTooLarge
 		}
-		rt.auditRefusal(r, caller, outcome, status)
+		rt.auditRefusal(w, r, caller, outcome, status)
 		return nil, false
 	}
 	return caller, true
@@ -377,27 +377,27 @@ func (rt *Route) knownCaller(w http.ResponseWriter, r *http.Request) (*Caller, b
 		if r.Header.Get("X-Api-Key") != "" || r.Header.Get("Authorization") != "" {
 			reason = "unknown caller key"
 		}
-		rt.refuseCaller(r, reason, "")
+		rt.refuseCaller(w, r, reason, "")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="imsproxy"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorizedCaller,
 			"Send your imsproxy caller key as x-api-key or Authorization: Bearer; the operator lists the keys that may call in IMSPROXY_CALLERS_FILE.",
 			rt.cfg.Name)
-		rt.auditRefusal(r, nil, CodeUnauthorizedCaller, http.StatusUnauthorized)
+		rt.auditRefusal(w, r, nil, CodeUnauthorizedCaller, http.StatusUnauthorized)
 		return nil, false
 	case !caller.mayUse(rt.cfg.Name):
-		rt.refuseCaller(r, "route not allowed", caller.Name)
+		rt.refuseCaller(w, r, "route not allowed", caller.Name)
 		writeError(w, http.StatusForbidden, CodeForbidden,
 			"Caller "+caller.Name+" may not use route "+rt.cfg.Name+"; ask the operator to add the route to its entry in IMSPROXY_CALLERS_FILE.",
 			rt.cfg.Name)
-		rt.auditRefusal(r, caller, CodeForbidden, http.StatusForbidden)
+		rt.auditRefusal(w, r, caller, CodeForbidden, http.StatusForbidden)
 		return nil, false
 	}
 	return caller, true
 }
 
-func (rt *Route) refuseCaller(r *http.Request, reason, caller string) {
-	rt.log.Info("caller refused", "route", rt.cfg.Name, "request_id", r.Header.Get(requestIDHeader),
-		"reason", reason, "caller", caller, "remote", remoteIP(r), "method", r.Method, "path", r.URL.Path)
+func (rt *Route) refuseCaller(w http.ResponseWriter, r *http.Request, reason, caller string) {
+	rt.noteError(w, r, slog.LevelInfo, "caller refused",
+		slog.String("reason", reason), slog.String("caller", caller), slog.String("remote", remoteIP(r)))
 }
 
 // originForm refuses what would make the route a forward proxy: CONNECT

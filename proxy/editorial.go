@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -188,8 +189,8 @@ func (rt *Route) editorialCheckFailed(w http.ResponseWriter, r *http.Request, a 
 	if !errors.As(err, &ee) {
 		ee = &editorialError{kind: failTransport, err: err}
 	}
-	rt.log.Warn("editorial check failed; licence refused", "route", name, "request_id", r.Header.Get(requestIDHeader),
-		"content_id", id, "error", ee.Error())
+	// The content id joins the line with the licence attempt (settle).
+	rt.noteError(w, r, slog.LevelWarn, "editorial check failed; licence refused", slog.String("error", ee.Error()))
 	status := http.StatusBadGateway
 	switch {
 	case r.Context().Err() != nil:

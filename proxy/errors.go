@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,4 +53,54 @@ func writeError(w http.ResponseWriter, status int, code, message, route string) 
 func retryAfterSeconds(d time.Duration) string {
 	s := int64((d + time.Second - 1) / time.Second)
 	return strconv.FormatInt(max(s, 1), 10)
+}
+
+// Every proxy-made error answer of a route gets exactly one log line
+// (SPEC §8), written by Route.record once the answer is out: route,
+// request_id, method, path (never the query), status and code, plus what
+// the code that decided the answer noted with noteError (why IMS refused,
+// which caller, the upstream's error). Answers whose deciding code notes
+// nothing (a body too large, a malformed request) still get the line.
+
+// noteError adds msg and attrs to the request's error line. Outside a
+// route's request (w has no recorder) the line is logged at once.
+func (rt *Route) noteError(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, attrs ...slog.Attr) {
+	if rec := recorderOf(w); rec != nil {
+		rec.note(level, msg, attrs...)
+		return
+	}
+	rt.log.LogAttrs(r.Context(), level, msg, append([]slog.Attr{
+		slog.String("route", rt.cfg.Name), slog.String("request_id", r.Header.Get(requestIDHeader)),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path)}, attrs...)...)
+}
+
+// errorLine logs the request's error line when the answer is a proxy-made
+// error (it carries ErrorHeader) or something was noted: 5xx at warn, the
+// rest at info, unless a noted level is higher.
+func (rt *Route) errorLine(ctx context.Context, rec *recorder, r *http.Request, id string, status int) {
+	var code string
+	if v := rec.Header()[ErrorHeader]; len(v) > 0 { // every request passes here: no key canonicalising
+		code = v[0]
+	}
+	if code == "" && !rec.noted() {
+		return
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	level = max(level, rec.logLevel)
+	msg := rec.logMsg
+	if msg == "" {
+		msg = "proxy error"
+	}
+	if !rt.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := append([]slog.Attr{
+		slog.String("route", rt.cfg.Name), slog.String("request_id", id),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.String("code", code),
+	}, rec.logAttrs...)
+	rt.log.LogAttrs(ctx, level, msg, attrs...)
 }

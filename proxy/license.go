@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -121,11 +122,12 @@ func checkLicenceBody(r *http.Request) error {
 type licenceAttempt struct {
 	rt       *Route
 	rec      AuditRecord
-	reserved bool // holds a slot of the daily limit
+	answer   *recorder // of the call's answer; nil outside a route's request
+	reserved bool      // holds a slot of the daily limit
 	settled  bool
 }
 
-func (rt *Route) newAttempt(r *http.Request, caller *Caller) *licenceAttempt {
+func (rt *Route) newAttempt(w http.ResponseWriter, r *http.Request, caller *Caller) *licenceAttempt {
 	rec := AuditRecord{
 		RequestID: r.Header.Get(requestIDHeader),
 		Route:     rt.cfg.Name,
@@ -143,16 +145,16 @@ func (rt *Route) newAttempt(r *http.Request, caller *Caller) *licenceAttempt {
 	if lic := q.Get("license"); licenceName(lic) {
 		rec.License = lic
 	}
-	return &licenceAttempt{rt: rt, rec: rec}
+	return &licenceAttempt{rt: rt, rec: rec, answer: recorderOf(w)}
 }
 
 // auditRefusal records a licensing call refused before the licence guard
 // (an unknown caller, a route the caller may not use).
-func (rt *Route) auditRefusal(r *http.Request, caller *Caller, outcome string, status int) {
+func (rt *Route) auditRefusal(w http.ResponseWriter, r *http.Request, caller *Caller, outcome string, status int) {
 	if rt.cfg.Type != config.TypeStock || classifyStock(r.URL.Path) != pathLicence {
 		return
 	}
-	rt.newAttempt(r, caller).settle(outcome, status, 0, "")
+	rt.newAttempt(w, r, caller).settle(outcome, status, 0, "")
 }
 
 // guardLicence applies the licensing guards in order: licensing enabled
@@ -160,7 +162,7 @@ func (rt *Route) auditRefusal(r *http.Request, caller *Caller, outcome string, s
 // daily limit, the editorial check. A refused call is answered and
 // audited here.
 func (rt *Route) guardLicence(w http.ResponseWriter, r *http.Request, caller *Caller, allowEditorial bool) (*licenceAttempt, bool) {
-	a := rt.newAttempt(r, caller)
+	a := rt.newAttempt(w, r, caller)
 	name, env := rt.cfg.Name, "IMSPROXY_"+envName(rt.cfg.Name)+"_"
 	lr, bad := parseLicenceQuery(r.URL.RawQuery)
 	if bad == nil {
@@ -243,6 +245,15 @@ func (a *licenceAttempt) settle(outcome string, status, upstream int, state stri
 	if outcome == outcomeLicensed {
 		// Search answers carry is_licensed, which has just changed (SPEC §5).
 		rt.PurgeCache("licence")
+	}
+	if upstream == 0 && a.answer != nil {
+		// Refused by the proxy: the request's one error line says so.
+		attrs := []slog.Attr{slog.String("content_id", a.rec.ContentID), slog.String("license", a.rec.License), slog.String("outcome", outcome)}
+		if a.rec.Caller != "" { // known only with a callers file
+			attrs = append(attrs, slog.String("caller", a.rec.Caller))
+		}
+		a.answer.note(slog.LevelInfo, "licence refused", attrs...)
+		return
 	}
 	rt.log.Info("licensing", "route", a.rec.Route, "request_id", a.rec.RequestID, "caller", a.rec.Caller,
 		"content_id", a.rec.ContentID, "license", a.rec.License, "outcome", outcome,

@@ -1,8 +1,19 @@
 package proxy
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/tokens"
 )
 
 func TestMetrics_CertificateExpiryOnlyForRoutesWithACertificate(t *testing.T) {
@@ -27,4 +38,154 @@ func TestMetrics_CertificateExpiryOnlyForRoutesWithACertificate(t *testing.T) {
 	if len(samples) != 1 || samples["aem"] != float64(notAfter.Unix()) {
 		t.Fatalf("certificate samples = %v, want only aem = %d", samples, notAfter.Unix())
 	}
+}
+
+// TestMetrics_LabelsStayBounded sends requests whose every caller-chosen part
+// is new — path, query, caller key, method — through two routes (a stock
+// route with its search cache, a generic one), with the upstream answering
+// 200, 301, 404 and 503: no label may carry any of it, every label value
+// comes from a fixed set, and twice the requests make no new series.
+func TestMetrics_LabelsStayBounded(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, _ := strconv.Atoi(r.Header.Get("X-Test-Status"))
+		if status == http.StatusMovedPermanently {
+			w.Header().Set("Location", "/elsewhere")
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, `{"nb_results":0,"files":[]}`)
+	}))
+	t.Cleanup(up.Close)
+	m := NewMetrics()
+	src := &countingSource{}
+	var routes []*Route
+	for _, typ := range []config.RouteType{config.TypeStock, config.TypeGeneric} {
+		rc := testRouteConfig(t, up.URL)
+		rc.Name, rc.Type = string(typ), typ
+		if typ == config.TypeStock {
+			rc.Cache = config.Cache{Size: 1000, TTL: time.Hour, MaxBytes: 1 << 20}
+		}
+		mgr := tokens.NewManager(rc.Name, src, tokens.Options{Kind: string(rc.Auth), OnExchange: m.ObserveExchange})
+		routes = append(routes, NewRoute(rc, mgr, RouteOptions{Metrics: m}))
+	}
+
+	// Everything a caller chose, to be looked for in the labels.
+	var secrets []string
+	random := func(prefix string) string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		s := prefix + hex.EncodeToString(b[:])
+		secrets = append(secrets, s)
+		return s
+	}
+	methods := []string{"GET", "POST", "PROPFIND", "FOO", "get", "DELETE", "CONNECT", "random"}
+	statuses := []int{200, 301, 404, 503}
+	send := func(n int) {
+		for i := range n {
+			rt := routes[i%len(routes)]
+			method := methods[i%len(methods)]
+			if method == "random" {
+				method = random("X")
+			}
+			target := "/" + random("seg-") + "/" + random("seg-") + "?q=" + random("val-")
+			reps := 1
+			switch i % 5 {
+			case 0: // a search, sent twice: a miss, then a hit
+				target = "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=" + random("word-")
+				method, reps = "GET", 2
+			case 1: // a licence: licensing is off, so refused
+				target = "/Rest/Libraries/1/Content/License?content_id=" + random("") + "&license=Standard"
+			}
+			for range reps {
+				req := httptest.NewRequest(method, target, nil)
+				req.Header.Set("X-Api-Key", random("key-"))
+				req.Header.Set("Authorization", "Bearer "+random("bearer-"))
+				req.Header.Set("X-Test-Status", strconv.Itoa(statuses[i/len(routes)%len(statuses)]))
+				rt.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		}
+	}
+
+	const n = 300
+	send(n)
+	before := countSeries(t, m)
+	send(n)
+	if after := countSeries(t, m); after != before {
+		t.Errorf("%d series after %d requests, %d after %d: labels follow what callers send", before, n, after, 2*n)
+	}
+
+	// The exchange of a token whose IMS error says more than it should.
+	const imsSecret = "p8e-SeCrEt-In-Description"
+	m.ObserveExchange(tokens.Exchange{Route: "stock", Kind: "oauth",
+		Err: &tokens.IMSError{StatusCode: 400, Code: "invalid_client", Description: "client_secret " + imsSecret + " is wrong"}})
+	m.ObserveExchange(tokens.Exchange{Route: "stock", Kind: "oauth",
+		Err: &tokens.IMSError{StatusCode: 400, Code: "weird_" + imsSecret, Description: imsSecret}})
+	secrets = append(secrets, imsSecret, "token-1", "token-2")
+
+	bounded := map[string][]string{
+		"route":   {"stock", "generic"},
+		"method":  {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "COPY", "MOVE", "OTHER"},
+		"code":    append(statusClasses[:], "other"),
+		"cache":   {"hit", "miss", "bypass", "stale", "none"},
+		"auth":    {"oauth", "jwt", "token", "none"},
+		"outcome": {"success", "failure", outcomeLicensed, outcomeAlreadyLicensed, outcomeNotPossible, outcomeFailed, outcomeBadRequest, outcomeEditorialCheck, CodeUnauthorizedCaller, CodeForbidden, CodeBodyTooLarge, CodeLicensingDisabled, CodeLicenseLimitReached, CodeEditorialUseOnly},
+		"error":   append(tokens.ErrorCodes(), ""),
+	}
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]map[string]bool{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "imsproxy_") {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if !slices.Contains(bounded[l.GetName()], l.GetValue()) {
+					t.Errorf("%s: label %s=%q is not from its fixed set", f.GetName(), l.GetName(), l.GetValue())
+				}
+				if seen[l.GetName()] == nil {
+					seen[l.GetName()] = map[string]bool{}
+				}
+				seen[l.GetName()][l.GetValue()] = true
+			}
+		}
+	}
+	// The test saw what it meant to: odd methods, every status class,
+	// both cache results, a refused licence, a failed exchange's code.
+	for name, values := range map[string][]string{
+		"method": {"OTHER", "GET", "POST"}, "code": {"2xx", "3xx", "4xx", "5xx"}, "cache": {"miss", "hit"},
+		"outcome": {CodeLicensingDisabled, "success", "failure"}, "error": {"invalid_client", "http_4xx"},
+	} {
+		for _, v := range values {
+			if !seen[name][v] {
+				t.Errorf("no series with %s=%q: the requests did not exercise it (seen %v)", name, v, seen[name])
+			}
+		}
+	}
+
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	exposition := w.Body.String()
+	for _, s := range secrets {
+		if strings.Contains(exposition, s) {
+			t.Fatalf("/metrics contains %q, which a caller or IMS sent", s)
+		}
+	}
+}
+
+// countSeries counts the imsproxy_* series (a histogram is one).
+func countSeries(t *testing.T, m *Metrics) int {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "imsproxy_") {
+			n += len(f.GetMetric())
+		}
+	}
+	return n
 }

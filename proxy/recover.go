@@ -25,7 +25,8 @@ func (rt *Route) recoverPanic(rec *recorder, r *http.Request, id string, start t
 		record()
 		panic(p)
 	}
-	logPanic(rt.log, p, "route", rt.cfg.Name, "request_id", id, "method", r.Method, "path", r.URL.Path)
+	// The request's error line (record) carries the panic.
+	rec.note(slog.LevelError, panicMessage, slog.String("panic_type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack())))
 	if rec.Status() != 0 {
 		// Part of the answer is out: cut the connection so the caller
 		// sees a broken answer rather than a short one that looks whole.
@@ -61,7 +62,9 @@ func recoverPanics(h http.Handler, log *slog.Logger, listener string) http.Handl
 	})
 }
 
+const panicMessage = "panic in handler (a bug): the request was answered 500"
+
 func logPanic(log *slog.Logger, p any, attrs ...any) {
-	log.Error("panic in handler (a bug): the request was answered 500",
+	log.Error(panicMessage,
 		append(attrs, "panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))...)
 }

@@ -146,7 +146,8 @@ func (rt *Route) serve(w http.ResponseWriter, r *http.Request) {
 	held.finish()
 }
 
-// record counts the answer and, at debug level, logs it.
+// record counts the answer, logs the error line of a proxy-made error
+// (errors.go) and, at debug level, logs the request.
 func (rt *Route) record(rec *recorder, r *http.Request, id string, start time.Time) {
 	status := rec.Status()
 	if status == 0 {
@@ -156,6 +157,7 @@ func (rt *Route) record(rec *recorder, r *http.Request, id string, start time.Ti
 	if rt.metrics != nil {
 		rt.metrics.countRequest(rt.cfg.Name, r.Method, status, xcache)
 	}
+	rt.errorLine(r.Context(), rec, r, id, status)
 	if rt.log.Enabled(r.Context(), slog.LevelDebug) {
 		// The path but never the query: callers may put anything there.
 		rt.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
@@ -229,8 +231,7 @@ func (rt *Route) tokenError(w http.ResponseWriter, r *http.Request, err error) {
 		retryAfter = unavailable.RetryAfter
 	}
 	code := tokens.ErrorCode(err)
-	rt.log.Warn("no token for request", "route", rt.cfg.Name, "request_id", r.Header.Get(requestIDHeader),
-		"ims_error", code, "error", err)
+	rt.noteError(w, r, slog.LevelWarn, "no token for request", slog.String("ims_error", code), slog.Any("error", err))
 	w.Header().Set("Retry-After", retryAfterSeconds(retryAfter))
 	writeError(w, http.StatusServiceUnavailable, CodeTokenUnavailable,
 		"The proxy has no valid Adobe IMS token (IMS error: "+code+"); retry after the Retry-After delay, and if it persists ask the operator to run `imsproxy check`.",
@@ -261,8 +262,7 @@ func (rt *Route) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadGateway, CodeUpstreamUnreachable,
 			"The upstream could not be reached; retry later, and if it persists ask the operator to check "+prefix+"UPSTREAM and the network.", name)
 	}
-	rt.log.Warn("upstream request failed", "route", name, "request_id", r.Header.Get(requestIDHeader),
-		"method", r.Method, "path", r.URL.Path, "error", redactURLError(err))
+	rt.noteError(w, r, slog.LevelWarn, "upstream request failed", slog.Any("error", redactURLError(err)))
 }
 
 // isTimeout tells a response that did not come in time (504) from a

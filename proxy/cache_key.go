@@ -1,9 +1,9 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,7 +55,8 @@ func searchKey(route string, r *http.Request) (key string, ok bool) {
 // Every part is written with its length first, so the encoding is
 // injective: two requests share a key only when all their parts are equal.
 func cacheKey(route, path, rawQuery string, lang, product []string) (key string, ok bool) {
-	params, ok := canonicalQuery(rawQuery)
+	var paramsBuf [16]queryParam // most searches have fewer: no allocation
+	params, ok := canonicalQuery(paramsBuf[:0], rawQuery)
 	if !ok {
 		return "", false
 	}
@@ -66,48 +67,134 @@ func cacheKey(route, path, rawQuery string, lang, product []string) (key string,
 	for _, v := range product {
 		n += len(v) + 2
 	}
-	b := make([]byte, 0, n)
+	var keyBuf [512]byte
+	b := keyBuf[:0]
+	if n > len(keyBuf) {
+		b = make([]byte, 0, n)
+	}
 	b = appendString(b, route)
 	b = appendString(b, path)
 	b = binary.AppendUvarint(b, uint64(len(params)))
 	for _, p := range params {
-		b = appendString(b, p.name)
-		b = appendString(b, p.value)
+		b = appendDecoded(b, p.rawName)
+		b = appendDecoded(b, p.rawValue)
 	}
 	b = appendList(b, lang)
 	b = appendList(b, product)
-	return string(b), true
+	return string(b), true // the only allocation of a key that fits keyBuf
 }
 
-type queryParam struct{ name, value string }
+// queryParam is one name=value segment of a query, still escaped: names
+// are compared and written decoded without allocating a string for them.
+type queryParam struct{ rawName, rawValue string }
 
-// canonicalQuery decodes rawQuery into its parameters, sorted stably by
-// name. Empty segments (`a=1&&b=2`) carry nothing and are skipped.
-func canonicalQuery(rawQuery string) ([]queryParam, bool) {
+// canonicalQuery appends rawQuery's parameters to dst, sorted stably by
+// decoded name. Empty segments (`a=1&&b=2`) carry nothing and are skipped;
+// ok is false when a segment does not decode (url.QueryUnescape's rules)
+// or holds a `;`.
+func canonicalQuery(dst []queryParam, rawQuery string) ([]queryParam, bool) {
 	if rawQuery == "" {
-		return nil, true
+		return dst, true
 	}
-	params := make([]queryParam, 0, strings.Count(rawQuery, "&")+1)
 	for seg := range strings.SplitSeq(rawQuery, "&") {
 		if seg == "" {
 			continue
 		}
-		if strings.IndexByte(seg, ';') >= 0 {
+		if strings.IndexByte(seg, ';') >= 0 || !validEscapes(seg) {
 			return nil, false
 		}
 		rawName, rawValue, _ := strings.Cut(seg, "=")
-		name, err := url.QueryUnescape(rawName)
-		if err != nil {
-			return nil, false
-		}
-		value, err := url.QueryUnescape(rawValue)
-		if err != nil {
-			return nil, false
-		}
-		params = append(params, queryParam{name, value})
+		dst = append(dst, queryParam{rawName, rawValue})
 	}
-	slices.SortStableFunc(params, func(a, b queryParam) int { return strings.Compare(a.name, b.name) })
-	return params, true
+	slices.SortStableFunc(dst, func(a, b queryParam) int { return compareDecoded(a.rawName, b.rawName) })
+	return dst, true
+}
+
+// validEscapes reports whether every % in s starts a two-digit hex escape,
+// the only thing url.QueryUnescape refuses.
+func validEscapes(s string) bool {
+	for i := strings.IndexByte(s, '%'); i >= 0; {
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return false
+		}
+		next := strings.IndexByte(s[i+3:], '%')
+		if next < 0 {
+			break
+		}
+		i += 3 + next
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// decoder yields the bytes url.QueryUnescape would produce from a string
+// validEscapes accepted.
+type decoder struct {
+	s string
+	i int
+}
+
+func (d *decoder) next() (byte, bool) {
+	if d.i >= len(d.s) {
+		return 0, false
+	}
+	c := d.s[d.i]
+	switch c {
+	case '%':
+		c = unhex(d.s[d.i+1])<<4 | unhex(d.s[d.i+2])
+		d.i += 3
+	case '+':
+		c = ' '
+		d.i++
+	default:
+		d.i++
+	}
+	return c, true
+}
+
+// compareDecoded is strings.Compare of the decoded a and b.
+func compareDecoded(a, b string) int {
+	da, db := decoder{s: a}, decoder{s: b}
+	for {
+		ca, okA := da.next()
+		cb, okB := db.next()
+		switch {
+		case !okA && !okB:
+			return 0
+		case !okA:
+			return -1
+		case !okB:
+			return 1
+		case ca != cb:
+			return cmp.Compare(ca, cb)
+		}
+	}
+}
+
+// appendDecoded appends the decoded s with its length first, as
+// appendString does for a plain string.
+func appendDecoded(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)-2*strings.Count(s, "%")))
+	for d := (decoder{s: s}); ; {
+		c, ok := d.next()
+		if !ok {
+			return b
+		}
+		b = append(b, c)
+	}
 }
 
 func appendString(b []byte, s string) []byte {

@@ -149,7 +149,7 @@ func FuzzCacheKey(f *testing.F) {
 	f.Add("search_parameters[words]=cat&result_columns[]=id&result_columns[]=title", "a=1", "en-US", "App/1", "en-US", "App/1", uint64(1))
 	f.Add("b=2&a=1&a=0", "a=0&a=1&b=2", "", "", "", "", uint64(7))
 	f.Fuzz(func(t *testing.T, q1, q2, lang1, product1, lang2, product2 string, seed uint64) {
-		p1, ok1 := canonicalQuery(q1)
+		p1, ok1 := canonicalQuery(nil, q1)
 		k1, kok1 := cacheKey("stock", pathSearchFiles, q1, []string{lang1}, []string{product1})
 		if ok1 != kok1 {
 			t.Fatalf("canonicalQuery and cacheKey disagree on %q", q1)
@@ -157,7 +157,7 @@ func FuzzCacheKey(f *testing.F) {
 		if !ok1 {
 			return
 		}
-		if want := referenceParams(q1); !slices.Equal(p1, want) {
+		if want := referenceParams(q1); !slices.Equal(decodedParams(p1), want) {
 			t.Fatalf("parameters of %q = %v, want %v", q1, p1, want)
 		}
 		// Shuffle the parameters but keep each name's values in order.
@@ -165,12 +165,12 @@ func FuzzCacheKey(f *testing.F) {
 		if k, ok := cacheKey("stock", pathSearchFiles, reordered, []string{lang1}, []string{product1}); !ok || k != k1 {
 			t.Fatalf("%q and its reordering %q have different keys", q1, reordered)
 		}
-		p2, ok2 := canonicalQuery(q2)
+		p2, ok2 := canonicalQuery(nil, q2)
 		if !ok2 {
 			return
 		}
 		k2, _ := cacheKey("stock", pathSearchFiles, q2, []string{lang2}, []string{product2})
-		same := slices.Equal(p1, p2) && lang1 == lang2 && product1 == product2
+		same := slices.Equal(decodedParams(p1), decodedParams(p2)) && lang1 == lang2 && product1 == product2
 		if (k1 == k2) != same {
 			t.Fatalf("(%q %q %q) and (%q %q %q): same key = %v, same request = %v",
 				q1, lang1, product1, q2, lang2, product2, k1 == k2, same)
@@ -211,6 +211,21 @@ func shuffleKeepingValueOrder(segs []string, rng *rand.Rand) []string {
 		if groups[n] = groups[n][1:]; len(groups[n]) == 0 {
 			names = append(names[:i], names[i+1:]...)
 		}
+	}
+	return out
+}
+
+// decodedParams decodes the parameters of canonicalQuery with
+// url.QueryUnescape, to compare them with referenceParams.
+func decodedParams(params []queryParam) []queryParam {
+	out := make([]queryParam, 0, len(params))
+	for _, p := range params {
+		name, err1 := url.QueryUnescape(p.rawName)
+		value, err2 := url.QueryUnescape(p.rawValue)
+		if err1 != nil || err2 != nil {
+			panic("canonicalQuery accepted what url.QueryUnescape refuses: " + p.rawName + "=" + p.rawValue)
+		}
+		out = append(out, queryParam{name, value})
 	}
 	return out
 }

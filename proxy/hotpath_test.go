@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -33,26 +34,10 @@ func TestCountRequest_Labels(t *testing.T) {
 	m.countRequest("stock", "PROPFIND", 499, "STALE")
 	m.countRequest("aem", http.MethodDelete, 999, "")
 	want := map[string]float64{
-		"aem DELETE other none": 1,
-		"stock OTHER 4xx stale": 2,
+		"none other DELETE aem": 1,
+		"stale 4xx OTHER stock": 2,
 	}
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "imsproxy_requests_total" {
-			continue
-		}
-		for _, s := range f.GetMetric() {
-			l := map[string]string{}
-			for _, p := range s.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			got[l["route"]+" "+l["method"]+" "+l["code"]+" "+l["cache"]] = s.GetCounter().GetValue()
-		}
-	}
+	got := samples(t, m, "imsproxy_requests_total")
 	if len(got) != len(want) {
 		t.Fatalf("series = %v, want %v", got, want)
 	}
@@ -77,19 +62,35 @@ func TestCountRequest_Concurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var total float64
-	for _, f := range families {
-		if f.GetName() == "imsproxy_requests_total" {
-			for _, s := range f.GetMetric() {
-				total += s.GetCounter().GetValue()
-			}
-		}
+	for _, v := range samples(t, m, "imsproxy_requests_total") {
+		total += v
 	}
 	if total != goroutines*each {
 		t.Fatalf("counted %v requests, want %d", total, goroutines*each)
 	}
+}
+
+// samples gathers the values of metric name (a counter or a gauge), keyed
+// by its label values in the order of the label names, space-separated.
+func samples(t *testing.T, m *Metrics, name string) map[string]float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			var values []string
+			for _, l := range s.GetLabel() {
+				values = append(values, l.GetValue())
+			}
+			out[strings.Join(values, " ")] = s.GetCounter().GetValue() + s.GetGauge().GetValue()
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -305,7 +306,9 @@ func TestCache_PurgeDuringAFetchKeepsItsAnswerOut(t *testing.T) {
 func TestServer_CachePurgeEndpoint(t *testing.T) {
 	stock := newCacheFixture(t, nil, nil)
 	aem := newCacheFixture(t, nil, func(rc *config.Route) { rc.Name, rc.Type = "aem", config.TypeAEM })
-	s := &Server{metrics: NewMetrics(), routes: []*Route{stock.route, aem.route}}
+	var logs syncBuffer
+	s := &Server{metrics: NewMetrics(), routes: []*Route{stock.route, aem.route},
+		log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	admin := httptest.NewServer(s.adminHandler())
 	t.Cleanup(admin.Close)
 
@@ -325,6 +328,7 @@ func TestServer_CachePurgeEndpoint(t *testing.T) {
 		{"POST", "", 400, "bad_request", 0},
 	}
 	for _, c := range cases {
+		logged := len(logLines(t, logs.String()))
 		req, _ := http.NewRequest(c.method, admin.URL+"/cache/purge?"+c.query, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -344,6 +348,23 @@ func TestServer_CachePurgeEndpoint(t *testing.T) {
 		if c.status == 405 && resp.Header.Get("Allow") != "POST" {
 			t.Errorf("405 without Allow: POST")
 		}
+		// One line per error, none for a purge (the route logs that), never the query.
+		lines := logLines(t, logs.String())[logged:]
+		var errorLines int
+		for _, l := range lines {
+			if l["code"] != nil {
+				errorLines++
+				if l["code"] != c.code || l["path"] != "/cache/purge" || l["status"] != float64(c.status) {
+					t.Errorf("%s %s: error line %v", c.method, c.query, l)
+				}
+			}
+		}
+		if want := min(len(c.code), 1); errorLines != want {
+			t.Errorf("%s %s: %d error lines, want %d: %v", c.method, c.query, errorLines, want, lines)
+		}
+	}
+	if strings.Contains(logs.String(), "nope") {
+		t.Errorf("the query reached the log: %s", logs.String())
 	}
 	if resp, _ := stock.get(searchPath); resp.Header.Get("X-Cache") != "MISS" {
 		t.Errorf("after the purge: X-Cache = %q", resp.Header.Get("X-Cache"))

@@ -69,9 +69,15 @@ func (rt *Route) noteError(w http.ResponseWriter, r *http.Request, level slog.Le
 		rec.note(level, msg, attrs...)
 		return
 	}
-	rt.log.LogAttrs(r.Context(), level, msg, append([]slog.Attr{
-		slog.String("route", rt.cfg.Name), slog.String("request_id", r.Header.Get(requestIDHeader)),
-		slog.String("method", r.Method), slog.String("path", r.URL.Path)}, attrs...)...)
+	rt.log.LogAttrs(r.Context(), level, msg, append(rt.requestAttrs(r, r.Header.Get(requestIDHeader)), attrs...)...)
+}
+
+// requestAttrs starts every log line about a request: the route, the
+// request id, the method and the path — never the query, where callers
+// may put anything.
+func (rt *Route) requestAttrs(r *http.Request, id string) []slog.Attr {
+	return []slog.Attr{slog.String("route", rt.cfg.Name), slog.String("request_id", id),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path)}
 }
 
 // errorLine logs the request's error line when the answer is a proxy-made
@@ -97,10 +103,6 @@ func (rt *Route) errorLine(ctx context.Context, rec *recorder, r *http.Request, 
 	if !rt.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := append([]slog.Attr{
-		slog.String("route", rt.cfg.Name), slog.String("request_id", id),
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.String("code", code),
-	}, rec.logAttrs...)
-	rt.log.LogAttrs(ctx, level, msg, attrs...)
+	attrs := append(rt.requestAttrs(r, id), slog.Int("status", status), slog.String("code", code))
+	rt.log.LogAttrs(ctx, level, msg, append(attrs, rec.logAttrs...)...)
 }

@@ -12,13 +12,14 @@ import (
 // string.
 func TestHotPath_Allocations(t *testing.T) {
 	m := NewMetrics()
-	m.countRequest("stock", http.MethodGet, 200, "HIT") // resolves the counter
+	stock := m.requestCounter("stock")
+	stock.count(http.MethodGet, 200, "HIT") // resolves the counter
 	cases := []struct {
 		name string
 		max  float64
 		f    func()
 	}{
-		{"countRequest", 0, func() { m.countRequest("stock", http.MethodGet, 200, "HIT") }},
+		{"count", 0, func() { stock.count(http.MethodGet, 200, "HIT") }},
 		{"requestID", 1, func() { _ = requestIDs.New() }},
 	}
 	for _, c := range cases {
@@ -30,9 +31,10 @@ func TestHotPath_Allocations(t *testing.T) {
 
 func TestCountRequest_Labels(t *testing.T) {
 	m := NewMetrics()
-	m.countRequest("stock", "PROPFIND", 499, "STALE")
-	m.countRequest("stock", "PROPFIND", 499, "STALE")
-	m.countRequest("aem", http.MethodDelete, 999, "")
+	stock, aem := m.requestCounter("stock"), m.requestCounter("aem")
+	stock.count("PROPFIND", 499, "STALE")
+	stock.count("PROPFIND", 499, "STALE")
+	aem.count(http.MethodDelete, 999, "")
 	want := map[string]float64{
 		"none other DELETE aem": 1,
 		"stale 4xx OTHER stock": 2,
@@ -48,16 +50,17 @@ func TestCountRequest_Labels(t *testing.T) {
 	}
 }
 
-// Requests counted at once from many goroutines, on routes and cells seen
-// for the first time, are all counted.
+// Requests counted at once from many goroutines, on cells resolved by the
+// first of them, are all counted.
 func TestCountRequest_Concurrent(t *testing.T) {
 	m := NewMetrics()
 	const goroutines, each = 8, 500
+	routes := []*requestCounter{m.requestCounter("a"), m.requestCounter("b")}
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
 			for i := range each {
-				m.countRequest([]string{"a", "b"}[(g+i)%2], http.MethodGet, 200+100*(i%3), "")
+				routes[(g+i)%2].count(http.MethodGet, 200+100*(i%3), "")
 			}
 		})
 	}

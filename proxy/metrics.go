@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"maps"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,18 +25,7 @@ type Metrics struct {
 	cacheMisses    *prometheus.CounterVec   // route
 	cacheEvictions *prometheus.CounterVec   // route
 	licences       *prometheus.CounterVec   // route, outcome
-
-	// requestCells holds, per route, the resolved children of requests,
-	// so that counting a request takes no lock, no label hashing and no
-	// allocation. The map is copied when a route first appears (once per
-	// route at start) and read lock-free afterwards.
-	requestCells atomic.Pointer[map[string]*requestCells]
-	newRoute     sync.Mutex
 }
-
-// requestCells are one route's request counters, indexed by method,
-// status class and cache result; each is created on first use.
-type requestCells [len(methodLabels)][len(statusClasses)][len(cacheLabels)]atomic.Pointer[prometheus.Counter]
 
 // NewMetrics returns the collectors registered on a registry of their own
 // (plus the Go runtime and process collectors).
@@ -89,39 +76,31 @@ func (m *Metrics) Handler() http.Handler {
 // Registry is where collectors are registered.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
-// countRequest records one answered request; cache is X-Cache's value.
-func (m *Metrics) countRequest(route, method string, status int, cache string) {
-	mi, si, ci := methodIndex(method), statusIndex(status), cacheIndex(cache)
-	cell := &m.cellsOf(route)[mi][si][ci]
+// requestCounter counts one route's answered requests. Its children of
+// imsproxy_requests_total are indexed by method, status class and cache
+// result and resolved on first use, so that counting a request takes no
+// lock, no label hashing and no allocation.
+type requestCounter struct {
+	vec   *prometheus.CounterVec
+	route string
+	cells [len(methodLabels)][len(statusClasses)][len(cacheLabels)]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *Metrics) requestCounter(route string) *requestCounter {
+	return &requestCounter{vec: m.requests, route: route}
+}
+
+// count records one answered request; xcache is X-Cache's value.
+func (rc *requestCounter) count(method string, status int, xcache string) {
+	mi, si, ci := methodIndex(method), statusIndex(status), cacheIndex(xcache)
+	cell := &rc.cells[mi][si][ci]
 	c := cell.Load()
 	if c == nil {
-		counter := m.requests.WithLabelValues(route, methodLabels[mi], statusClasses[si], cacheLabels[ci])
+		counter := rc.vec.WithLabelValues(rc.route, methodLabels[mi], statusClasses[si], cacheLabels[ci])
 		cell.CompareAndSwap(nil, &counter) // a racing request stored the same child
 		c = cell.Load()
 	}
 	(*c).Inc()
-}
-
-func (m *Metrics) cellsOf(route string) *requestCells {
-	if cells := m.requestCells.Load(); cells != nil {
-		if rc := (*cells)[route]; rc != nil {
-			return rc
-		}
-	}
-	m.newRoute.Lock()
-	defer m.newRoute.Unlock()
-	old := m.requestCells.Load()
-	if old != nil && (*old)[route] != nil {
-		return (*old)[route]
-	}
-	cells := make(map[string]*requestCells)
-	if old != nil {
-		maps.Copy(cells, *old)
-	}
-	rc := new(requestCells)
-	cells[route] = rc
-	m.requestCells.Store(&cells)
-	return rc
 }
 
 func (m *Metrics) upstreamObserver(route string) func(time.Duration) {

@@ -26,7 +26,7 @@ func (rt *Route) recoverPanic(rec *recorder, r *http.Request, id string, start t
 		panic(p)
 	}
 	// The request's error line (record) carries the panic.
-	rec.note(slog.LevelError, panicMessage, slog.String("panic_type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack())))
+	rec.note(slog.LevelError, panicMessage, panicAttrs(p)...)
 	if rec.Status() != 0 {
 		// Part of the answer is out: cut the connection so the caller
 		// sees a broken answer rather than a short one that looks whole.
@@ -51,7 +51,8 @@ func recoverPanics(h http.Handler, log *slog.Logger, listener string) http.Handl
 				}
 				return
 			}
-			logPanic(log, p, "listener", listener, "method", r.Method, "path", r.URL.Path)
+			log.LogAttrs(r.Context(), slog.LevelError, panicMessage, append([]slog.Attr{slog.String("listener", listener),
+				slog.String("method", r.Method), slog.String("path", r.URL.Path)}, panicAttrs(p)...)...)
 			if rec.Status() != 0 {
 				panic(http.ErrAbortHandler)
 			}
@@ -64,7 +65,8 @@ func recoverPanics(h http.Handler, log *slog.Logger, listener string) http.Handl
 
 const panicMessage = "panic in handler (a bug): the request was answered 500"
 
-func logPanic(log *slog.Logger, p any, attrs ...any) {
-	log.Error(panicMessage,
-		append(attrs, "panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))...)
+// panicAttrs describes a panic for the log: the value's type and the
+// stack, never the value.
+func panicAttrs(p any) []slog.Attr {
+	return []slog.Attr{slog.String("panic_type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack()))}
 }

@@ -37,7 +37,8 @@ type Route struct {
 	cfg     *config.Route
 	tokens  TokenSource // nil for AUTH=none
 	log     *slog.Logger
-	metrics *Metrics // nil: none recorded
+	metrics *Metrics        // nil: none recorded
+	counts  *requestCounter // imsproxy_requests_total of this route; nil without metrics
 	rp      *httputil.ReverseProxy
 	cache   *Cache // stock routes with CACHE_SIZE > 0; nil otherwise
 
@@ -73,6 +74,9 @@ type RouteOptions struct {
 // when the route adds no token).
 func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 	rt := &Route{cfg: cfg, tokens: src, log: opts.Logger, metrics: opts.Metrics}
+	if opts.Metrics != nil {
+		rt.counts = opts.Metrics.requestCounter(cfg.Name)
+	}
 	if rt.log == nil {
 		rt.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,17 +158,15 @@ func (rt *Route) record(rec *recorder, r *http.Request, id string, start time.Ti
 		status = http.StatusOK // nothing written: net/http sends an empty 200
 	}
 	xcache := rec.Header().Get("X-Cache")
-	if rt.metrics != nil {
-		rt.metrics.countRequest(rt.cfg.Name, r.Method, status, xcache)
+	if rt.counts != nil {
+		rt.counts.count(r.Method, status, xcache)
 	}
 	rt.errorLine(r.Context(), rec, r, id, status)
 	if rt.log.Enabled(r.Context(), slog.LevelDebug) {
 		// The path but never the query: callers may put anything there.
-		rt.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
-			slog.String("route", rt.cfg.Name), slog.String("request_id", id),
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		rt.log.LogAttrs(r.Context(), slog.LevelDebug, "request", append(rt.requestAttrs(r, id),
 			slog.Int("status", status), slog.String("cache", cacheLabels[cacheIndex(xcache)]),
-			slog.Duration("duration", time.Since(start)))
+			slog.Duration("duration", time.Since(start)))...)
 	}
 }
 

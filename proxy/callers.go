@@ -144,8 +144,13 @@ func jsonProblem(data []byte, err error) string {
 		return "the file is empty"
 	}
 	msg := err.Error()
-	if strings.HasPrefix(msg, "json: unknown field ") {
-		return "unknown field " + strings.TrimPrefix(msg, "json: unknown field ")
+	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		// The name comes quoted; a long one is more likely pasted data
+		// than a typo, so it is not repeated.
+		if len(field) > 40 {
+			return "an unknown field (its name is too long to show)"
+		}
+		return "unknown field " + field
 	}
 	if offset < 0 || offset > int64(len(data)) {
 		return msg

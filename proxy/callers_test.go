@@ -66,6 +66,8 @@ func TestParseCallers(t *testing.T) {
 		{"an object, not a list", `{"callers":[]}`, 0, []string{"must hold a JSON list"}, ""},
 		{"syntax error has its line", "[\n{\"name\":\"a\",}]", 0, []string{"line 2, column"}, ""},
 		{"unknown field (typo)", `[{"name":"a","key_sha256":"` + good + `","routes":["stock"],"licence":true}]`, 0, []string{`unknown field "licence"`}, ""},
+		{"pasted data as a field name", `[{"name":"a","key_sha256":"` + good + `","routes":["stock"],"imsp_0123456789abcdefghijklmnopqrstuvwxyz":true}]`, 0,
+			[]string{"an unknown field (its name is too long to show)"}, "imsp_0123456789"},
 		{"wrong type", `[{"name":"a","key_sha256":"` + good + `","routes":"stock"}]`, 0, []string{"routes must be a JSON list"}, ""},
 		{"trailing data", `[] []`, 0, []string{"data after the JSON list"}, ""},
 		{"every problem at once", `[{"key_sha256":"imsp_the-key-itself","routes":[]},{"name":"b","key_sha256":"` + good + `","routes":["Stock"]},{"name":"b","key_sha256":"` + good + `","routes":["stock"]}]`, 0,

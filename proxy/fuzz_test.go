@@ -45,7 +45,7 @@ func FuzzCallersFile(f *testing.F) {
 
 // keyValues returns the key_sha256 strings of data (when it decodes as a
 // list of objects) long enough to be recognised and not also part of a
-// name or route, which errors may quote.
+// field name, name or route, which errors may quote.
 func keyValues(data []byte) []string {
 	var entries []map[string]any
 	if json.Unmarshal(data, &entries) != nil {
@@ -53,6 +53,9 @@ func keyValues(data []byte) []string {
 	}
 	var quoted []string
 	for _, e := range entries {
+		for field := range e {
+			quoted = append(quoted, field)
+		}
 		if s, ok := e["name"].(string); ok {
 			quoted = append(quoted, s)
 		}

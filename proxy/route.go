@@ -103,7 +103,12 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 	}
 	upstream := cfg.Upstream
 	rt.rp = &httputil.ReverseProxy{
-		Rewrite:      func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			// ReverseProxy drops the query parameters Go cannot parse
+			// (a ";" in one) before Rewrite; the query is the caller's.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+		},
 		Transport:    transport,
 		BufferPool:   copyBuffers,
 		ErrorHandler: rt.proxyError,

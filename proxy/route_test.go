@@ -104,6 +104,31 @@ func newTestRoute(t *testing.T, up http.Handler, src tokens.Source, mutate func(
 	return front, mgr
 }
 
+// TestRoute_RawQueryUntouched: the upstream gets the caller's query byte for
+// byte, including what Go's query parser would drop or re-encode.
+func TestRoute_RawQueryUntouched(t *testing.T) {
+	up := &recordingUpstream{}
+	front, _ := newTestRoute(t, up, &countingSource{}, nil)
+	for _, query := range []string{
+		"b=2&a=1&b=1",
+		"x=1&b=%5B&a=2;z",
+		"a=%zz&b=1",
+		"search_parameters[words]=caf%C3%A9&search_parameters%5Blimit%5D=3",
+		"flag&empty=&=noname",
+		"a=1+2&c=%2B",
+	} {
+		resp, err := http.Get(front.URL + "/Rest/Media/1/Search/Files?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		all := up.all()
+		if got := all[len(all)-1].RawQuery; got != query {
+			t.Errorf("query %q reached the upstream as %q", query, got)
+		}
+	}
+}
+
 func TestRoute_ReplacesCallerCredentialsWithRouteOnes(t *testing.T) {
 	up := &recordingUpstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)

@@ -283,7 +283,8 @@ Try (no credentials needed: the proxy adds them):
   curl {{.Admin}}/readyz
   curl -s {{.Admin}}/metrics | grep '^imsproxy_'
   # the emulator's control API: what reached "Adobe", then revoke every token
-  # (the next request through the proxy gets a 401, refreshes and retries: still 200)
+  # (list the AEM folder again: the proxy gets a 401, fetches a new token and
+  # retries, still 200; a repeated search is answered from the cache)
   curl '{{.Adobe}}/_fake/requests?n=2'
   curl -X POST -d '{}' {{.Adobe}}/_fake/revoke
 

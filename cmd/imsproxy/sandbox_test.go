@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,9 +81,15 @@ read:
 	if _, err := os.Stat(envFile); err != nil {
 		t.Fatalf("the printed configuration file: %v", err)
 	}
-	// Every printed command works; the revoke comes last, then the search
-	// again must still succeed (the proxy refreshes and retries).
-	cmds = append(cmds, cmds[0])
+	// Every printed command works; the revoke comes last, then the AEM
+	// listing again must still succeed: the proxy gets a 401, fetches a
+	// new token and retries (checked below in the exchange count).
+	aem := slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.HasSuffix(c.url, "/api/assets.json") })
+	metrics := slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.HasSuffix(c.url, "/metrics") })
+	if aem < 0 || metrics < 0 || !strings.HasSuffix(cmds[len(cmds)-1].url, "/_fake/revoke") {
+		t.Fatalf("want an AEM listing, a metrics scrape and the revoke last among:\n%s", strings.Join(out, "\n"))
+	}
+	cmds = append(cmds, cmds[0], cmds[aem])
 	for _, c := range cmds {
 		status, body := c.do(t)
 		want := http.StatusOK
@@ -107,6 +114,10 @@ read:
 				t.Fatalf("search answered %s, want 2 files", body)
 			}
 		}
+	}
+
+	if _, body := cmds[metrics].do(t); !bytes.Contains(body, []byte(`imsproxy_token_exchanges_total{auth="jwt",error="",outcome="success",route="aem"} 2`)) {
+		t.Errorf("after the revocation the aem route did not fetch a second token:\n%s", body)
 	}
 
 	cancel()

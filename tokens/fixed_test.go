@@ -1,8 +1,12 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,4 +75,43 @@ func TestManager_FixedTokenIsNotReadInALoop(t *testing.T) {
 	if ErrorCode(err) != CodeTokenExpired {
 		t.Fatalf("Token near the end: %v (code %q), want %s", err, ErrorCode(err), CodeTokenExpired)
 	}
+}
+
+// A fixed token that is not an IMS JWT has no known expiry: the log says
+// so instead of a duration computed from the zero time.
+func TestManager_LogsUnknownExpiryOfFixedToken(t *testing.T) {
+	static, err := newStaticSource(config.Secret("opaque-local-token"), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	m := NewManager("gen", static, Options{Kind: "token", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if _, err := m.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	line := logs.String()
+	if !strings.Contains(line, `msg="token obtained"`) || !strings.Contains(line, "expires_in=unknown") {
+		t.Errorf("log = %q, want a token obtained line with expires_in=unknown", line)
+	}
+	if strings.Contains(line, "opaque-local-token") {
+		t.Errorf("the log repeats the token: %q", line)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a logger and a test may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -347,8 +347,12 @@ func (m *Manager) report(e Exchange) {
 		}
 		m.log.Warn("token exchange failed", attrs...)
 	} else {
-		m.log.Info("token obtained", "route", m.route, "auth", m.opts.Kind, "duration", e.Duration,
-			"expires_in", e.Token.Expiry.Sub(m.now()).Round(time.Second))
+		// A fixed token that is not an IMS JWT has no known expiry.
+		var expiresIn any = "unknown"
+		if !e.Token.Expiry.IsZero() {
+			expiresIn = e.Token.Expiry.Sub(m.now()).Round(time.Second)
+		}
+		m.log.Info("token obtained", "route", m.route, "auth", m.opts.Kind, "duration", e.Duration, "expires_in", expiresIn)
 	}
 	if m.opts.OnExchange != nil {
 		m.opts.OnExchange(e)

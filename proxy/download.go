@@ -81,6 +81,13 @@ func withToken(rawQuery, token string) string {
 // serveDownload forwards a download to DOWNLOAD_UPSTREAM with the route's
 // token in the query.
 func (rt *Route) serveDownload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// Nothing but a GET carries the route's token to the download host.
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			"Downloads are fetched with GET.", rt.cfg.Name)
+		return
+	}
 	if rt.guards.download == nil {
 		writeError(w, http.StatusNotFound, "not_found", "This route has no download host (DOWNLOAD_UPSTREAM).", rt.cfg.Name)
 		return

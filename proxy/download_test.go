@@ -89,6 +89,45 @@ func TestRoute_DownloadCarriesTokenInQueryOnly(t *testing.T) {
 	}
 }
 
+// Only a GET (or HEAD) of a download path reaches the download host with
+// the route's token; any other method is refused before a token is used.
+func TestRoute_DownloadOnlyByGet(t *testing.T) {
+	host, hostSrv := newDownloadHost(t)
+	front := guardedRoute(t, &recordingUpstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tt := range []struct {
+		method string
+		status int
+	}{
+		{"POST", http.StatusMethodNotAllowed},
+		{"PUT", http.StatusMethodNotAllowed},
+		{"DELETE", http.StatusMethodNotAllowed},
+		{"HEAD", http.StatusFound},
+		{"GET", http.StatusFound},
+	} {
+		before := len(host.all())
+		req, _ := http.NewRequest(tt.method, front.URL+"/Rest/Libraries/Download/123/1", strings.NewReader("x"))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.method, resp.StatusCode, b, tt.status)
+		}
+		forwarded := len(host.all()) - before
+		if tt.status == http.StatusMethodNotAllowed {
+			if forwarded != 0 || resp.Header.Get("Allow") != "GET, HEAD" || resp.Header.Get("X-Imsproxy-Error") != "method_not_allowed" {
+				t.Errorf("%s: %d forwarded, Allow %q, error %q; want none forwarded, GET, HEAD and method_not_allowed",
+					tt.method, forwarded, resp.Header.Get("Allow"), resp.Header.Get("X-Imsproxy-Error"))
+			}
+		} else if forwarded != 1 {
+			t.Errorf("%s: %d requests reached the download host, want 1", tt.method, forwarded)
+		}
+	}
+}
+
 func TestRoute_DownloadRedirectCarryingTheTokenIsNotPassedOn(t *testing.T) {
 	host, hostSrv := newDownloadHost(t)
 	host.redirect = "https://elsewhere.example/x?token=" + routeToken

@@ -99,6 +99,7 @@ func newCache(rc *config.Route, now func() time.Time, metrics *Metrics) *Cache {
 			func() float64 { return float64(c.Len()) })
 		metrics.gaugeFunc("imsproxy_cache_bytes", "Bytes the search cache accounts for: bodies, keys, headers and per-entry overhead.", rc.Name,
 			func() float64 { return float64(c.Bytes()) })
+		metrics.cacheRoute(rc.Name)
 	}
 	return c
 }

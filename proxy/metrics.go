@@ -117,6 +117,14 @@ func (m *Metrics) ObserveExchange(e tokens.Exchange) {
 	m.exchanges.WithLabelValues(e.Route, e.Kind, outcome, code).Inc()
 }
 
+// cacheRoute shows a cached route's counters at 0 from the start: a rate
+// or an alert over a series that does not exist yet sees nothing.
+func (m *Metrics) cacheRoute(route string) {
+	m.cacheHits.WithLabelValues(route)
+	m.cacheMisses.WithLabelValues(route)
+	m.cacheEvictions.WithLabelValues(route)
+}
+
 // CacheHit, CacheMiss and CacheEviction count search-cache events.
 func (m *Metrics) CacheHit(route string)      { m.cacheHits.WithLabelValues(route).Inc() }
 func (m *Metrics) CacheMiss(route string)     { m.cacheMisses.WithLabelValues(route).Inc() }

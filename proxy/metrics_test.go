@@ -28,6 +28,21 @@ func TestMetrics_CertificateExpiryOnlyForRoutesWithACertificate(t *testing.T) {
 	}
 }
 
+// A cached route's hit, miss and eviction counters exist at 0 before the
+// first search, so that a rate over them is defined from the start.
+func TestMetrics_CacheCountersStartAtZero(t *testing.T) {
+	m := NewMetrics()
+	rc := testRouteConfig(t, "http://127.0.0.1:1")
+	rc.Cache = config.Cache{Size: 10, TTL: time.Minute, MaxBytes: 1 << 20}
+	newCache(rc, time.Now, m)
+	for _, name := range []string{"imsproxy_cache_hits_total", "imsproxy_cache_misses_total", "imsproxy_cache_evictions_total"} {
+		got := samples(t, m, name)
+		if v, ok := got[rc.Name]; len(got) != 1 || !ok || v != 0 {
+			t.Errorf("%s = %v, want only %s = 0", name, got, rc.Name)
+		}
+	}
+}
+
 // TestMetrics_LabelsStayBounded sends requests whose every caller-chosen part
 // is new — path, query, caller key, method — through two routes (a stock
 // route with its search cache, a generic one), with the upstream answering

@@ -5,12 +5,13 @@
 #   docker build --target fakeadobe -t fakeadobe .     # the emulator, for docker-compose.yml
 #
 # The final images are distroless "static" (CA certificates, /etc/passwd, no
-# shell) running as the unprivileged user nonroot (65532). Without a shell or
-# curl there is no HEALTHCHECK for imsproxy: let the orchestrator probe
-# GET /readyz on the admin listener (a Kubernetes readinessProbe, an ECS
-# target-group health check). `imsproxy check` validates a configuration
-# and makes one token exchange per route: run it before deploying, not every
-# few seconds against IMS.
+# shell) running as the unprivileged user nonroot (65532). There is no
+# HEALTHCHECK: the image has no curl to probe /readyz, and
+# `imsproxy check` (which would run in exec form) makes one real token
+# exchange per route, which IMS throttles when repeated every few seconds.
+# Let the orchestrator probe GET /readyz on the admin listener (a
+# Kubernetes readinessProbe, an ECS target-group health check); run
+# `imsproxy check` before deploying.
 # Tested by integration/dockerfile_test.go (no Docker engine needed).
 
 FROM golang:1.26 AS build

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,6 +28,46 @@ func TestServer_RefusesOversizedHeaders(t *testing.T) {
 	h := srv.httpServer(http.NotFoundHandler())
 	if h.ReadHeaderTimeout <= 0 || h.ReadHeaderTimeout > 30*time.Second || h.IdleTimeout <= 0 {
 		t.Fatalf("ReadHeaderTimeout %v, IdleTimeout %v: a slow or idle client could hold connections forever", h.ReadHeaderTimeout, h.IdleTimeout)
+	}
+}
+
+// A client that never finishes its headers, and a keep-alive connection
+// left idle, are hung up on; with the timeouts shortened, well within the
+// 5 s the test waits (the defaults, 10 s and 2 min, would not be).
+func TestServer_HangsUpOnSlowAndIdleClients(t *testing.T) {
+	up := httptest.NewServer(&recordingUpstream{})
+	t.Cleanup(up.Close)
+	rc := testRouteConfig(t, up.URL)
+	rc.Auth = "none"
+	srv, _, _ := startServer(t, rc, Options{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	addr := srv.Addr("stock")
+
+	tests := []struct{ name, request, wantFirst string }{
+		{"headers never finished", "GET /x HTTP/1.1\r\nHost: h\r\nX-Slow: a", ""},
+		{"idle after an answer", "GET /x HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(conn, tt.request); err != nil {
+				t.Fatal(err)
+			}
+			// Read until the server closes: EOF (or a reset), not the
+			// test's own deadline.
+			got, err := io.ReadAll(conn)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection still open after 5 s (read %q)", got)
+			}
+			if !strings.HasPrefix(string(got), tt.wantFirst) {
+				t.Errorf("read %q before the hang-up, want it to start with %q", got, tt.wantFirst)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ type Server struct {
 	sec      *security                  // callers file and audit log (security.go)
 
 	listeners []net.Listener // routes in order, then admin
+
+	readHeaderTimeout, idleTimeout time.Duration // Options; zero = defaults
 }
 
 // Options tunes a Server.
@@ -37,6 +40,10 @@ type Options struct {
 	Now func() time.Time
 	// TokenOptions overrides the managers' retry behaviour (tests).
 	TokenOptions tokens.Options
+	// ReadHeaderTimeout and IdleTimeout bound a client that sends its
+	// headers slowly and a keep-alive connection left idle; zero means
+	// 10 s and 2 min (tests shorten them).
+	ReadHeaderTimeout, IdleTimeout time.Duration
 }
 
 // New builds the routes of cfg. Nothing listens or fetches until Listen
@@ -48,6 +55,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		metrics:  NewMetrics(),
 		now:      opts.Now,
 		managers: make(map[string]*tokens.Manager),
+
+		readHeaderTimeout: opts.ReadHeaderTimeout,
+		idleTimeout:       opts.IdleTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -224,8 +234,8 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cmp.Or(s.readHeaderTimeout, 10*time.Second),
+		IdleTimeout:       cmp.Or(s.idleTimeout, 2*time.Minute),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -39,7 +39,7 @@ var benchSizes = []int{1 << 10, 32 << 10}
 
 // benchSearchRoute serves a stock route in front of an upstream answering
 // body, with or without a cache.
-func benchSearchRoute(b *testing.B, body string, cached bool) *Route {
+func benchSearchRoute(b testing.TB, body string, cached bool) *Route {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, body)
@@ -208,5 +208,60 @@ func BenchmarkCacheMemory(b *testing.B) {
 				b.ReportMetric(float64(c.Len()), "entries")
 			}
 		})
+	}
+}
+
+// writeRecorder keeps every slice a handler writes, without copying.
+type writeRecorder struct {
+	discardWriter
+	writes [][]byte
+}
+
+func (w *writeRecorder) Write(p []byte) (int, error) { w.writes = append(w.writes, p); return len(p), nil }
+
+// A hit writes the stored body itself: two hits hand the writer the same
+// bytes (one array, not a copy each), and a hit allocates far less than
+// the body's size.
+func TestCacheHit_WritesTheStoredBodyWithoutACopy(t *testing.T) {
+	body := searchAnswer(32 << 10)
+	rt := benchSearchRoute(t, body, true)
+	// A request each: the route adds X-Product to the request it serves,
+	// which would make a reused one another search.
+	newRequest := func() *http.Request {
+		return httptest.NewRequest(http.MethodGet, "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat", nil)
+	}
+	serveRequest := func(r *http.Request) *writeRecorder {
+		w := &writeRecorder{discardWriter: discardWriter{h: make(http.Header)}}
+		rt.ServeHTTP(w, r)
+		if w.status != http.StatusOK || len(w.writes) == 0 {
+			t.Fatalf("status %d after %d writes", w.status, len(w.writes))
+		}
+		return w
+	}
+	serve := func() *writeRecorder { return serveRequest(newRequest()) }
+	serve() // the miss that stores the answer
+	first, second := serve(), serve()
+	if got := first.h.Get("X-Cache"); got != "HIT" {
+		t.Fatalf("X-Cache = %q, want HIT", got)
+	}
+	a, b := first.writes[len(first.writes)-1], second.writes[len(second.writes)-1]
+	if string(a) != body[len(body)-len(a):] || &a[0] != &b[0] {
+		t.Errorf("the two hits wrote different arrays (or not the body's end): each hit copies the body")
+	}
+
+	const hits = 200
+	reqs := make([]*http.Request, hits)
+	for i := range reqs {
+		reqs[i] = newRequest()
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, r := range reqs {
+		serveRequest(r)
+	}
+	runtime.ReadMemStats(&after)
+	if perHit := (after.TotalAlloc - before.TotalAlloc) / hits; perHit > uint64(len(body)/8) {
+		t.Errorf("a hit allocates %d B for a %d B body: the body is copied", perHit, len(body))
 	}
 }

@@ -252,6 +252,61 @@ func TestLoad_PrivateKeyVariables(t *testing.T) {
 	}
 }
 
+func TestLoad_ClientSecretFile(t *testing.T) {
+	const v = "IMSPROXY_STOCK_CLIENT_SECRET_FILE"
+	t.Run("the secret without the line break of a Kubernetes mount", func(t *testing.T) {
+		f := writeFile(t, "client-secret", " p8e-from-file\n")
+		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "stock-client", v: f}).Routes[0]
+		if r.Auth != AuthOAuth || r.Credentials.ClientSecret.Reveal() != "p8e-from-file" || !reflect.DeepEqual(r.Files, []string{f}) {
+			t.Errorf("route = %+v, secret %q", r, r.Credentials.ClientSecret.Reveal())
+		}
+	})
+	t.Run("wins over the credentials file", func(t *testing.T) {
+		r := mustLoad(t, map[string]string{
+			"IMSPROXY_AEM_UPSTREAM":           "https://a.example.com",
+			"IMSPROXY_AEM_CREDENTIALS_FILE":   writeFile(t, "aem.json", credentialsJSON(t, nil)),
+			"IMSPROXY_AEM_CLIENT_SECRET_FILE": writeFile(t, "client-secret", "p8e-rotated\n"),
+		}).Routes[0]
+		if got := r.Credentials.ClientSecret.Reveal(); got != "p8e-rotated" {
+			t.Errorf("client secret = %q, want the file's", got)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"both forms", with(oauthStock(), v, writeFile(t, "client-secret", "p8e-from-file\n")),
+			[]string{"IMSPROXY_STOCK_CLIENT_SECRET: set either IMSPROXY_STOCK_CLIENT_SECRET or IMSPROXY_STOCK_CLIENT_SECRET_FILE, not both"}},
+		{"empty file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: writeFile(t, "client-secret", "")},
+			[]string{v + ": is empty"}},
+		{"only white space", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: writeFile(t, "client-secret", " \r\n\t\n")},
+			[]string{v + ": is empty"}},
+		{"missing file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: "/nonexistent/client-secret"},
+			[]string{v + ": cannot read /nonexistent/client-secret: no such file or directory"}},
+		{"a directory", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: "/"},
+			[]string{v + ": cannot read /: is a directory"}},
+		{"empty file beside a credentials file", map[string]string{
+			"IMSPROXY_AEM_UPSTREAM":           "https://a.example.com",
+			"IMSPROXY_AEM_CREDENTIALS_FILE":   writeFile(t, "aem.json", credentialsJSON(t, nil)),
+			"IMSPROXY_AEM_CLIENT_SECRET_FILE": writeFile(t, "client-secret", "\n"),
+		}, []string{"IMSPROXY_AEM_CLIENT_SECRET_FILE: is empty"}},
+		{"the file alone means oauth", map[string]string{v: writeFile(t, "client-secret", "p8e-from-file")},
+			[]string{"IMSPROXY_STOCK_CLIENT_ID: required for AUTH=oauth (or set IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loadProblems(t, tc.env)
+			wantProblems(t, got, tc.want...)
+			if len(got) != len(tc.want) {
+				t.Errorf("a broken secret must not also be reported missing; got:\n%s", strings.Join(got, "\n"))
+			}
+			if out := strings.Join(got, "\n"); strings.Contains(out, "p8e-from-file") {
+				t.Errorf("problems quote the secret:\n%s", out)
+			}
+		})
+	}
+}
+
 func TestLoad_CertificateFile(t *testing.T) {
 	jwt := map[string]string{
 		"IMSPROXY_AEM_UPSTREAM":         "https://author-p1-e2.adobeaemcloud.com",
@@ -368,6 +423,26 @@ func TestRoute_ReloadCredentials(t *testing.T) {
 			t.Errorf("reload changed the route's current credentials")
 		}
 	})
+	t.Run("client secret file", func(t *testing.T) {
+		f := writeFile(t, "client-secret", "p8e-first\n")
+		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_CLIENT_SECRET_FILE": f}).Routes[0]
+		if err := os.WriteFile(f, []byte("p8e-second\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, files, err := r.ReloadCredentials()
+		if err != nil || c.ClientSecret.Reveal() != "p8e-second" || !reflect.DeepEqual(files, []string{f}) {
+			t.Errorf("reload = %q, %q, %v", c.ClientSecret.Reveal(), files, err)
+		}
+		if r.Credentials.ClientSecret.Reveal() != "p8e-first" {
+			t.Errorf("reload changed the route's current credentials")
+		}
+		if err := os.WriteFile(f, []byte("\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.ReloadCredentials(); err == nil || err.Error() != "IMSPROXY_STOCK_CLIENT_SECRET_FILE: is empty" {
+			t.Errorf("reload of an empty file: err = %v", err)
+		}
+	})
 	t.Run("route not made by Load", func(t *testing.T) {
 		if _, _, err := (&Route{Name: "x"}).ReloadCredentials(); err == nil {
 			t.Errorf("want an error")
@@ -384,6 +459,7 @@ func TestKnownVariable(t *testing.T) {
 		"IMSPROXY_BRAND_PORTAL_LISTEN":    true,
 		"IMSPROXY_X_CACHE_STALE_IF_ERROR": true,
 		"IMSPROXY_AEM_CREDENTIALS_FILE":   true,
+		"IMSPROXY_AEM_CLIENT_SECRET_FILE": true,
 		"IMSPROXY_STOCK_CLIENTID":         false,
 		"IMSPROXY_CLIENT_ID":              false,
 		"IMSPROXY__CLIENT_ID":             false,

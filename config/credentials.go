@@ -68,7 +68,7 @@ func (s *credentialSource) inline(ps *Problems, suffix string, value Secret, fil
 	case value != "":
 		return []byte(value.Reveal()), s.v(suffix)
 	case file != "":
-		b, msg := readFile(file)
+		b, msg := readSecretFile(file)
 		if msg != "" {
 			ps.add(s.v(suffix+"_FILE"), "%s", msg)
 			return nil, ""
@@ -90,7 +90,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	credsVar := ""
 	if vs.CredentialsFile != "" {
 		credsVar = s.v("CREDENTIALS_FILE")
-		if b, msg := readFile(vs.CredentialsFile); msg != "" {
+		if b, msg := readSecretFile(vs.CredentialsFile); msg != "" {
 			ps.add(credsVar, "%s", msg)
 		} else {
 			var fps Problems

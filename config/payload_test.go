@@ -176,7 +176,7 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 		"IMSPROXY_TOK_LISTEN":             "127.0.0.1:8083",
 		"IMSPROXY_TOK_UPSTREAM":           "https://tok.example.com",
 		"IMSPROXY_TOK_ACCESS_TOKEN":       secrets[1],
-		"IMSPROXY_TOK_CLIENT_SECRET_FILE": writeFile(t, "client-secret", "\n "+secrets[6]+"\n"),
+		"IMSPROXY_TOK_CLIENT_SECRET_FILE": secrets[6], // the secret itself, not a file
 		"IMSPROXY_TOK_ACCESS_TOKEN_FILE":  writeFile(t, "t.json", `{"accessToken": 1, "x": "`+secrets[1]+`"}`),
 		"IMSPROXY_LOG_LEVEL":              secrets[0],
 		"IMSPROXY_SHUTDOWN_TIMEOUT":       secrets[0],
@@ -187,7 +187,8 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 	}
 	// The file variant of the client secret is among the broken ones.
 	wantProblems(t, strings.Split(out, "\n"),
-		"IMSPROXY_BP_CLIENT_SECRET: set either IMSPROXY_BP_CLIENT_SECRET or IMSPROXY_BP_CLIENT_SECRET_FILE, not both")
+		"IMSPROXY_BP_CLIENT_SECRET: set either IMSPROXY_BP_CLIENT_SECRET or IMSPROXY_BP_CLIENT_SECRET_FILE, not both",
+		"IMSPROXY_TOK_CLIENT_SECRET_FILE: cannot read the file it names: ...")
 	keyBody := strings.Join(strings.Split(key, "\r\n")[1:5], "")
 	for _, s := range append(secrets, keyBody) {
 		for i := 0; i+8 <= len(s); i++ {

@@ -28,8 +28,8 @@ type credentialSource struct {
 func (s *credentialSource) v(suffix string) string { return s.prefix + suffix }
 
 // ReloadCredentials re-reads the route's credentials (CREDENTIALS_FILE,
-// PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE, CERTIFICATE_FILE and
-// the variables) exactly as Load did, for a file change or SIGHUP. It
+// CLIENT_SECRET_FILE, PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE,
+// CERTIFICATE_FILE and the variables) exactly as Load did, for a file change or SIGHUP. It
 // returns the new credentials and the files they came from, or Problems.
 // The auth kind and the IMS URL stay as loaded: changing them needs a
 // restart.
@@ -47,8 +47,8 @@ func (r *Route) ReloadCredentials() (Credentials, []string, error) {
 // files lists the credential files the variables name.
 func (s *credentialSource) files() []string {
 	var fs []string
-	for _, f := range []string{s.vars.CredentialsFile, s.vars.PrivateKeyFile, s.vars.JWTPayloadFile,
-		s.vars.AccessTokenFile, s.vars.CertificateFile} {
+	for _, f := range []string{s.vars.CredentialsFile, s.vars.ClientSecretFile, s.vars.PrivateKeyFile,
+		s.vars.JWTPayloadFile, s.vars.AccessTokenFile, s.vars.CertificateFile} {
 		if f != "" {
 			fs = append(fs, f)
 		}
@@ -68,7 +68,7 @@ func (s *credentialSource) inline(ps *Problems, suffix string, value Secret, fil
 	case value != "":
 		return []byte(value.Reveal()), s.v(suffix)
 	case file != "":
-		b, msg := readFile(file)
+		b, msg := readSecretFile(file)
 		if msg != "" {
 			ps.add(s.v(suffix+"_FILE"), "%s", msg)
 			return nil, ""
@@ -90,7 +90,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	credsVar := ""
 	if vs.CredentialsFile != "" {
 		credsVar = s.v("CREDENTIALS_FILE")
-		if b, msg := readFile(vs.CredentialsFile); msg != "" {
+		if b, msg := readSecretFile(vs.CredentialsFile); msg != "" {
 			ps.add(credsVar, "%s", msg)
 		} else {
 			var fps Problems
@@ -109,7 +109,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	}
 
 	c.ClientID = first(vs.ClientID, sc.ClientID)
-	c.ClientSecret = Secret(first(vs.ClientSecret.Reveal(), sc.ClientSecret))
+	c.ClientSecret = Secret(first(s.clientSecret(&ps), sc.ClientSecret))
 	c.OrgID = first(vs.OrgID, payload.Iss, sc.OrgID)
 	c.TechnicalAccountID = first(vs.TechnicalAccountID, payload.Sub, sc.TechnicalAccountID)
 	c.Scopes = splitList(vs.Scopes)
@@ -178,6 +178,23 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	ims := s.imsURL(&ps, sc)
 	s.require(&ps, c, sc, credsVar, payloadVar)
 	return c, ims, s.files(), ps
+}
+
+// clientSecret returns CLIENT_SECRET, or the content of CLIENT_SECRET_FILE
+// without the white space around it: a Kubernetes secret mount, or a file
+// written with echo, ends with a line break that is no part of the secret.
+// The file is how a secret is rotated without a restart: Adobe lets a
+// credential hold several client secrets at once.
+func (s *credentialSource) clientSecret(ps *Problems) string {
+	data, from := s.inline(ps, "CLIENT_SECRET", s.vars.ClientSecret, s.vars.ClientSecretFile)
+	if from != s.v("CLIENT_SECRET_FILE") {
+		return string(data)
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		ps.add(from, "is empty")
+	}
+	return secret
 }
 
 // metascopeNameRE matches a metascope name such as ent_aem_cloud_api.
@@ -288,7 +305,7 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 	case AuthJWT:
 		reqs = []requirement{
 			{c.ClientID == "", "CLIENT_ID", fieldClientID, []string{"CREDENTIALS_FILE"}, ""},
-			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CREDENTIALS_FILE"}, ""},
+			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CLIENT_SECRET_FILE", "CREDENTIALS_FILE"}, ""},
 			{c.OrgID == "", "ORG_ID", fieldOrg, []string{"CREDENTIALS_FILE", "JWT_PAYLOAD"}, ""},
 			{c.TechnicalAccountID == "", "TECHNICAL_ACCOUNT_ID", fieldTechAccount, []string{"CREDENTIALS_FILE", "JWT_PAYLOAD"}, ""},
 			{c.PrivateKey.IsZero(), "PRIVATE_KEY_FILE", fieldPrivateKey, []string{"PRIVATE_KEY", "CREDENTIALS_FILE"}, ""},
@@ -297,7 +314,7 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 	case AuthOAuth:
 		reqs = []requirement{
 			{c.ClientID == "", "CLIENT_ID", fieldClientID, []string{"CREDENTIALS_FILE"}, ""},
-			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CREDENTIALS_FILE"}, ""},
+			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CLIENT_SECRET_FILE", "CREDENTIALS_FILE"}, ""},
 		}
 	case AuthToken:
 		reqs = []requirement{{c.AccessToken.IsZero(), "ACCESS_TOKEN", "", []string{"ACCESS_TOKEN_FILE"}, ""}}

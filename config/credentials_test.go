@@ -368,6 +368,26 @@ func TestRoute_ReloadCredentials(t *testing.T) {
 			t.Errorf("reload changed the route's current credentials")
 		}
 	})
+	t.Run("client secret file", func(t *testing.T) {
+		f := writeFile(t, "client-secret", "p8e-first\n")
+		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_CLIENT_SECRET_FILE": f}).Routes[0]
+		if err := os.WriteFile(f, []byte("p8e-second\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, files, err := r.ReloadCredentials()
+		if err != nil || c.ClientSecret.Reveal() != "p8e-second" || !reflect.DeepEqual(files, []string{f}) {
+			t.Errorf("reload = %q, %q, %v", c.ClientSecret.Reveal(), files, err)
+		}
+		if r.Credentials.ClientSecret.Reveal() != "p8e-first" {
+			t.Errorf("reload changed the route's current credentials")
+		}
+		if err := os.WriteFile(f, []byte("\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.ReloadCredentials(); err == nil || err.Error() != "IMSPROXY_STOCK_CLIENT_SECRET_FILE: is empty" {
+			t.Errorf("reload of an empty file: err = %v", err)
+		}
+	})
 	t.Run("route not made by Load", func(t *testing.T) {
 		if _, _, err := (&Route{Name: "x"}).ReloadCredentials(); err == nil {
 			t.Errorf("want an error")
@@ -384,6 +404,7 @@ func TestKnownVariable(t *testing.T) {
 		"IMSPROXY_BRAND_PORTAL_LISTEN":    true,
 		"IMSPROXY_X_CACHE_STALE_IF_ERROR": true,
 		"IMSPROXY_AEM_CREDENTIALS_FILE":   true,
+		"IMSPROXY_AEM_CLIENT_SECRET_FILE": true,
 		"IMSPROXY_STOCK_CLIENTID":         false,
 		"IMSPROXY_CLIENT_ID":              false,
 		"IMSPROXY__CLIENT_ID":             false,

@@ -180,6 +180,8 @@ func TestLoad_AuthInference(t *testing.T) {
 		want AuthKind
 	}{
 		{"client id and secret: oauth", oauthStock(), AuthOAuth},
+		{"client id and secret file: oauth", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c",
+			"IMSPROXY_STOCK_CLIENT_SECRET_FILE": writeFile(t, "secret", "s\n")}, AuthOAuth},
 		{"private key file: jwt", with(oauthStock(), append(jwtVars, "IMSPROXY_STOCK_PRIVATE_KEY_FILE", key)...), AuthJWT},
 		{"private key: jwt", with(oauthStock(), append(jwtVars, "IMSPROXY_STOCK_PRIVATE_KEY", pkcs8PEM(t, rsaKey(0)))...), AuthJWT},
 		{"credentials file: jwt", map[string]string{"IMSPROXY_STOCK_CREDENTIALS_FILE": writeFile(t, "c.json", credentialsJSON(t, nil))}, AuthJWT},
@@ -206,13 +208,13 @@ func TestLoad_Problems(t *testing.T) {
 		want []string
 	}{
 		{"oauth without secret", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c"},
-			[]string{"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
+			[]string{"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
 		{"explicit oauth without anything", map[string]string{"IMSPROXY_STOCK_AUTH": "oauth"}, []string{
 			"IMSPROXY_STOCK_CLIENT_ID: required for AUTH=oauth (or set IMSPROXY_STOCK_CREDENTIALS_FILE)",
-			"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
+			"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
 		{"jwt with nothing but AUTH", map[string]string{"IMSPROXY_STOCK_AUTH": "jwt"}, []string{
 			"IMSPROXY_STOCK_CLIENT_ID: required for AUTH=jwt (or set IMSPROXY_STOCK_CREDENTIALS_FILE)",
-			"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=jwt (or set IMSPROXY_STOCK_CREDENTIALS_FILE)",
+			"IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=jwt (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)",
 			"IMSPROXY_STOCK_ORG_ID: required for AUTH=jwt (or set IMSPROXY_STOCK_CREDENTIALS_FILE or IMSPROXY_STOCK_JWT_PAYLOAD)",
 			"IMSPROXY_STOCK_TECHNICAL_ACCOUNT_ID: required for AUTH=jwt (or set IMSPROXY_STOCK_CREDENTIALS_FILE or IMSPROXY_STOCK_JWT_PAYLOAD)",
 			"IMSPROXY_STOCK_PRIVATE_KEY_FILE: required for AUTH=jwt (or set IMSPROXY_STOCK_PRIVATE_KEY or IMSPROXY_STOCK_CREDENTIALS_FILE)"}},

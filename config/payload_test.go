@@ -135,6 +135,7 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 		"bT5yG9oJ3hC6iP2l", // private key text
 		"wS1dF8zA4nE7mK3q", // credentials-file secrets
 		"cR6vB2xL9pT5jY8g", // password in a URL
+		"hM4kW7nQ2zX9pL5r", // client secret file
 	}
 	// A private key that is complete but for its last line, so that its
 	// body is real key material a parser error might quote.
@@ -170,18 +171,24 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 		"IMSPROXY_BP_ACCESS_TOKEN": "Bearer " + secrets[1],
 		"IMSPROXY_BP_JWT_PAYLOAD_FILE": writeFile(t, "p.json", `{"iss": ["`+secrets[2]+`"], "sub": 1, "aud": {"a": "`+
 			secrets[2]+`"}, "https://ims-na1.adobelogin.com/s/x": "`+secrets[2]+`"}`),
-		"IMSPROXY_BP_CLIENT_SECRET":      secrets[0],
-		"IMSPROXY_TOK_LISTEN":            "127.0.0.1:8083",
-		"IMSPROXY_TOK_UPSTREAM":          "https://tok.example.com",
-		"IMSPROXY_TOK_ACCESS_TOKEN":      secrets[1],
-		"IMSPROXY_TOK_ACCESS_TOKEN_FILE": writeFile(t, "t.json", `{"accessToken": 1, "x": "`+secrets[1]+`"}`),
-		"IMSPROXY_LOG_LEVEL":             secrets[0],
-		"IMSPROXY_SHUTDOWN_TIMEOUT":      secrets[0],
+		"IMSPROXY_BP_CLIENT_SECRET":       secrets[0],
+		"IMSPROXY_BP_CLIENT_SECRET_FILE":  writeFile(t, "client-secret", secrets[6]+"\n"),
+		"IMSPROXY_TOK_LISTEN":             "127.0.0.1:8083",
+		"IMSPROXY_TOK_UPSTREAM":           "https://tok.example.com",
+		"IMSPROXY_TOK_ACCESS_TOKEN":       secrets[1],
+		"IMSPROXY_TOK_CLIENT_SECRET_FILE": secrets[6], // the secret itself, not a file
+		"IMSPROXY_TOK_ACCESS_TOKEN_FILE":  writeFile(t, "t.json", `{"accessToken": 1, "x": "`+secrets[1]+`"}`),
+		"IMSPROXY_LOG_LEVEL":              secrets[0],
+		"IMSPROXY_SHUTDOWN_TIMEOUT":       secrets[0],
 	}
 	out := strings.Join(loadProblems(t, env), "\n")
 	if len(strings.Split(out, "\n")) < 20 {
 		t.Fatalf("the configuration is meant to be broken in many ways; got only:\n%s", out)
 	}
+	// The file variant of the client secret is among the broken ones.
+	wantProblems(t, strings.Split(out, "\n"),
+		"IMSPROXY_BP_CLIENT_SECRET: set either IMSPROXY_BP_CLIENT_SECRET or IMSPROXY_BP_CLIENT_SECRET_FILE, not both",
+		"IMSPROXY_TOK_CLIENT_SECRET_FILE: cannot read the file it names: ...")
 	keyBody := strings.Join(strings.Split(key, "\r\n")[1:5], "")
 	for _, s := range append(secrets, keyBody) {
 		for i := 0; i+8 <= len(s); i++ {
@@ -196,14 +203,19 @@ func TestLoad_SecretsNeverInErrors(t *testing.T) {
 // logged whole, with any verb, without revealing a credential.
 func TestConfig_PrintsNoSecrets(t *testing.T) {
 	c := mustLoad(t, map[string]string{
-		"IMSPROXY_STOCK_CLIENT_ID":     "stock-client",
-		"IMSPROXY_STOCK_CLIENT_SECRET": "ClientSecretValue0123456789",
-		"IMSPROXY_AEM_UPSTREAM":        "https://author.example.com",
-		"IMSPROXY_AEM_ACCESS_TOKEN":    "AccessTokenValue0123456789",
+		"IMSPROXY_ROUTES":                "stock,aem,bp",
+		"IMSPROXY_STOCK_CLIENT_ID":       "stock-client",
+		"IMSPROXY_STOCK_CLIENT_SECRET":   "ClientSecretValue0123456789",
+		"IMSPROXY_AEM_UPSTREAM":          "https://author.example.com",
+		"IMSPROXY_AEM_ACCESS_TOKEN":      "AccessTokenValue0123456789",
+		"IMSPROXY_BP_LISTEN":             "127.0.0.1:8082",
+		"IMSPROXY_BP_UPSTREAM":           "https://bp.example.com",
+		"IMSPROXY_BP_CLIENT_ID":          "bp-client",
+		"IMSPROXY_BP_CLIENT_SECRET_FILE": writeFile(t, "client-secret", "FileSecretValue0123456789\n"),
 	})
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		out := fmt.Sprintf(verb, c.Routes)
-		if strings.Contains(out, "ClientSecretValue") || strings.Contains(out, "AccessTokenValue") {
+		if strings.Contains(out, "ClientSecretValue") || strings.Contains(out, "AccessTokenValue") || strings.Contains(out, "FileSecretValue") {
 			t.Errorf("%s of the routes reveals a secret: %s", verb, out)
 		}
 	}

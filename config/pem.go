@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"unicode"
 )
 
 // The parsers below return a message instead of an error: a phrase such as
@@ -24,13 +25,46 @@ import (
 func readFile(path string) ([]byte, string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, "cannot read " + path + ": " + err.Error()
+		return nil, "cannot read " + path + ": " + readError(err)
 	}
 	return b, ""
+}
+
+// readSecretFile reads a file that holds a secret (CLIENT_SECRET_FILE,
+// PRIVATE_KEY_FILE, CREDENTIALS_FILE...). Its message repeats the value only
+// when it looks like a path: the secret itself, put in the _FILE variable by
+// mistake, is a "file" that cannot be read, and must not be printed then.
+func readSecretFile(path string) ([]byte, string) {
+	if looksLikePath(path) {
+		return readFile(path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "cannot read the file it names: " + readError(err) +
+			" (the value is not repeated: it does not look like a path, and may be the secret itself)"
+	}
+	return b, ""
+}
+
+// readError is why a file could not be read, without the path that
+// *fs.PathError repeats.
+func readError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return err.Error()
+}
+
+// looksLikePath reports whether s may be repeated as a file path: it has a
+// slash, and none of what a secret pasted whole carries and a path does not
+// (white space and control characters, quotes, braces, backslashes, and
+// base64's + and =). A client secret or an access token has no slash; a
+// PEM key or a JSON document has spaces, line breaks or quotes.
+func looksLikePath(s string) bool {
+	return strings.Contains(s, "/") && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`"{}\+=`, r)
+	})
 }
 
 // normalizePEM turns the literal two-character escapes \n and \r\n into line

@@ -44,8 +44,8 @@ func routeType(name, typ string) (t RouteType, ok bool) {
 // inferAuth guesses the auth kind from the variables that are set (SPEC §3
 // AUTH row). A JWT payload also means jwt: it is useless to anything else,
 // and saying "the private key is missing" helps more than "set AUTH".
-// CLIENT_ID or CLIENT_SECRET alone means oauth, so that the missing half is
-// named rather than a generic "cannot tell".
+// CLIENT_ID or CLIENT_SECRET[_FILE] alone means oauth, so that the missing
+// half is named rather than a generic "cannot tell".
 func inferAuth(set func(suffix string) bool) AuthKind {
 	switch {
 	case set("CREDENTIALS_FILE") || set("PRIVATE_KEY") || set("PRIVATE_KEY_FILE") ||
@@ -53,7 +53,7 @@ func inferAuth(set func(suffix string) bool) AuthKind {
 		return AuthJWT
 	case set("ACCESS_TOKEN") || set("ACCESS_TOKEN_FILE"):
 		return AuthToken
-	case set("CLIENT_ID") || set("CLIENT_SECRET"):
+	case set("CLIENT_ID") || set("CLIENT_SECRET") || set("CLIENT_SECRET_FILE"):
 		return AuthOAuth
 	}
 	return ""

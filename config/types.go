@@ -68,8 +68,9 @@ type Route struct {
 	MaxBodyBytes int64          // largest request body accepted
 
 	// Files lists the credential files this route was loaded from
-	// (CREDENTIALS_FILE, PRIVATE_KEY_FILE, JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE,
-	// CERTIFICATE_FILE): a change to any of them reloads the credentials.
+	// (CREDENTIALS_FILE, CLIENT_SECRET_FILE, PRIVATE_KEY_FILE,
+	// JWT_PAYLOAD_FILE, ACCESS_TOKEN_FILE, CERTIFICATE_FILE): a change to any
+	// of them reloads the credentials.
 	Files []string
 
 	// reload re-reads the credentials as Load did (ReloadCredentials); nil

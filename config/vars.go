@@ -40,6 +40,7 @@ type routeVars struct {
 	IMSURL             string `env:"IMS_URL"`
 	ClientID           string `env:"CLIENT_ID"`
 	ClientSecret       Secret `env:"CLIENT_SECRET"`
+	ClientSecretFile   string `env:"CLIENT_SECRET_FILE"`
 	OrgID              string `env:"ORG_ID"`
 	TechnicalAccountID string `env:"TECHNICAL_ACCOUNT_ID"`
 	PrivateKey         Secret `env:"PRIVATE_KEY"`

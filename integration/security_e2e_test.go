@@ -17,9 +17,10 @@ import (
 
 // TestE2E_SecretsNeverLeak runs a full scenario at debug level — searches,
 // licences allowed and refused, downloads, licence history, an AEM route
-// with a private key, a route IMS refuses, a revoked token replaced, callers
-// known and unknown — and then looks for every secret in everything the
-// proxy wrote: stdout, stderr, the audit log, /metrics and /readyz.
+// with a private key, a route IMS refuses (its client secret read from a
+// file), a revoked token replaced, callers known and unknown — and then
+// looks for every secret in everything the proxy wrote: stdout, stderr, the
+// audit log, /metrics and /readyz.
 //
 // A panic cannot be provoked in the real binary (that would need a test
 // hook in production code); proxy's TestRoute_PanicIsAnswered500WithoutLeaking
@@ -45,7 +46,13 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 	callers := filepath.Join(dir, "callers.json")
 	writeCallers(t, callers, buyer, viewer)
 	audit := filepath.Join(dir, "audit.log")
+	// The broken route reads its (wrong) secret from a file, the stock
+	// route from the environment: both forms are looked for below.
 	const wrongSecret = "p8e-wrong-secret-for-the-broken-route-77"
+	wrongSecretFile := filepath.Join(dir, "broken-client-secret")
+	if err := os.WriteFile(wrongSecretFile, []byte(wrongSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	env := guardEnv(a, stockCreds, base, audit)
 	for k, v := range map[string]string{
@@ -57,7 +64,7 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 		"IMSPROXY_AEM_CREDENTIALS_FILE":      aemFile,
 		"IMSPROXY_BROKEN_UPSTREAM":           base,
 		"IMSPROXY_BROKEN_CLIENT_ID":          stockCreds.ClientID,
-		"IMSPROXY_BROKEN_CLIENT_SECRET":      wrongSecret,
+		"IMSPROXY_BROKEN_CLIENT_SECRET_FILE": wrongSecretFile,
 		"IMSPROXY_BROKEN_SCOPES":             strings.Join(stockCreds.Scopes, ","),
 		"IMSPROXY_STOCK_MAX_BODY_BYTES":      "1024",
 		"IMSPROXY_STOCK_LICENSE_DAILY_LIMIT": "5",

@@ -24,21 +24,26 @@ import (
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
-// rotationEnv is a JWT route whose key and certificate files live in a
-// directory, against the emulator, with its watcher driven by hand.
+// rotationEnv is a route whose credential files live in a directory,
+// against the emulator, with its watcher driven by hand: a JWT route with
+// key and certificate files (newRotationEnv), or an OAuth route with a
+// client secret file (newSecretRotationEnv).
 type rotationEnv struct {
-	t        *testing.T
-	adobe    *fakeadobe.Server
-	imsURL   string
-	creds    *fakeadobe.Credentials
-	keyFile  string
-	certFile string
-	cfg      *config.Config
-	logs     *syncBuffer
-	now      atomic.Pointer[time.Time]
+	t          *testing.T
+	adobe      *fakeadobe.Server
+	imsURL     string
+	creds      *fakeadobe.Credentials
+	keyFile    string
+	certFile   string
+	secretFile string
+	cfg        *config.Config
+	logs       *syncBuffer
+	now        atomic.Pointer[time.Time]
 }
 
-func newRotationEnv(t *testing.T) *rotationEnv {
+// newRotationEmulator starts the emulator with a registered client; the
+// caller writes the files and loads the configuration.
+func newRotationEmulator(t *testing.T) *rotationEnv {
 	t.Helper()
 	adobe := fakeadobe.New(fakeadobe.Options{SigningKey: testkeys.RSA(0)})
 	ims := httptest.NewServer(adobe)
@@ -47,19 +52,26 @@ func newRotationEnv(t *testing.T) *rotationEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	e := &rotationEnv{t: t, adobe: adobe, imsURL: ims.URL, creds: creds, logs: &syncBuffer{},
-		keyFile: filepath.Join(dir, "private.key"), certFile: filepath.Join(dir, "certificate.crt")}
+	e := &rotationEnv{t: t, adobe: adobe, imsURL: ims.URL, creds: creds, logs: &syncBuffer{}}
 	now := time.Now()
 	e.now.Store(&now)
+	return e
+}
+
+func newRotationEnv(t *testing.T) *rotationEnv {
+	t.Helper()
+	e := newRotationEmulator(t)
+	creds := e.creds
+	dir := t.TempDir()
+	e.keyFile, e.certFile = filepath.Join(dir, "private.key"), filepath.Join(dir, "certificate.crt")
 	e.write(e.keyFile, creds.PrivateKeyPEM())
 	e.write(e.certFile, creds.CertificatePEM())
 	cfg, err := config.Load([]string{
 		"IMSPROXY_ROUTES=aem",
-		"IMSPROXY_IMS_URL=" + ims.URL,
+		"IMSPROXY_IMS_URL=" + e.imsURL,
 		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
 		"IMSPROXY_AEM_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_UPSTREAM=" + ims.URL,
+		"IMSPROXY_AEM_UPSTREAM=" + e.imsURL,
 		"IMSPROXY_AEM_CLIENT_ID=" + creds.ClientID,
 		"IMSPROXY_AEM_CLIENT_SECRET=" + creds.ClientSecret,
 		"IMSPROXY_AEM_ORG_ID=" + creds.OrgID,
@@ -120,7 +132,7 @@ func (e *rotationEnv) watcher() (*credentialWatcher, *liveCredentials, *tokens.M
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	mgr := tokens.NewManager(rc.Name, src, tokens.Options{Kind: "jwt"})
+	mgr := tokens.NewManager(rc.Name, src, tokens.Options{Kind: string(rc.Auth)})
 	if _, err := mgr.Token(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

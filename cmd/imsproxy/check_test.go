@@ -200,6 +200,64 @@ func TestCheck_JSON(t *testing.T) {
 	}
 }
 
+// TestCheck_ClientSecretFile reads the client secret from a file, as
+// rotation wants it: a good secret gets a token, a wrong one is reported
+// by IMS and an empty file by the configuration, and `check -json` never
+// prints the file's content.
+func TestCheck_ClientSecretFile(t *testing.T) {
+	e := startEmulator(t)
+	c := e.credentials(t, fakeadobe.CredentialOptions{})
+	const wrong = "p8e-Wrong-From-File-3e9d71c5"
+	file := filepath.Join(t.TempDir(), "client-secret")
+	env := []string{"IMSPROXY_STOCK_CLIENT_SECRET_FILE=" + file}
+	for _, kv := range e.oauthEnv(c) {
+		if !strings.HasPrefix(kv, "IMSPROXY_STOCK_CLIENT_SECRET=") {
+			env = append(env, kv)
+		}
+	}
+	tests := []struct {
+		name     string
+		content  string
+		wantCode int
+		check    func(t *testing.T, r checkReport)
+	}{
+		{"good secret", c.ClientSecret + "\n", 0, func(t *testing.T, r checkReport) {
+			if !r.OK || len(r.Routes) != 1 || !r.Routes[0].OK || r.Routes[0].Auth != "oauth" {
+				t.Errorf("report = %+v, want stock (oauth) ok", r)
+			}
+		}},
+		{"wrong secret", wrong + "\n", 1, func(t *testing.T, r checkReport) {
+			if len(r.Routes) != 1 || r.Routes[0].Error != "invalid_client" {
+				t.Errorf("report = %+v, want invalid_client", r)
+			}
+		}},
+		{"empty file", "\n", 2, func(t *testing.T, r checkReport) {
+			if len(r.Problems) != 1 || r.Problems[0] != (checkProblem{"IMSPROXY_STOCK_CLIENT_SECRET_FILE", "is empty"}) {
+				t.Errorf("problems = %+v, want IMSPROXY_STOCK_CLIENT_SECRET_FILE: is empty", r.Problems)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(file, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCmd(t, env, "check", "-json")
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+			var report checkReport
+			if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+				t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+			}
+			tt.check(t, report)
+			if strings.Contains(stdout+stderr, c.ClientSecret) || strings.Contains(stdout+stderr, wrong) {
+				t.Errorf("a client secret was printed:\n%s%s", stdout, stderr)
+			}
+		})
+	}
+}
+
 func TestCheck_InvalidConfigurationExits2(t *testing.T) {
 	env := []string{"IMSPROXY_ROUTES=aem", "IMSPROXY_AEM_UPSTREAM=http://127.0.0.1:1", "IMSPROXY_AEM_PRIVATE_KEY=not a key"}
 	code, stdout, stderr := runCmd(t, env, "check")

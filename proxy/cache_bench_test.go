@@ -217,7 +217,10 @@ type writeRecorder struct {
 	writes [][]byte
 }
 
-func (w *writeRecorder) Write(p []byte) (int, error) { w.writes = append(w.writes, p); return len(p), nil }
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, p)
+	return len(p), nil
+}
 
 // A hit writes the stored body itself: two hits hand the writer the same
 // bytes (one array, not a copy each), and a hit allocates far less than

@@ -187,6 +187,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("fakeadobe request", "service", svc, "endpoint", entry.Endpoint,
 			"method", r.Method, "path", r.URL.Path, "status", rw.status)
 	}()
+	var out http.ResponseWriter = rw
+	if svc == ServiceStock {
+		// Adobe's gateway compresses Stock's answers for a client that
+		// asks (the proxy's cache stores them so).
+		out.Header().Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header) {
+			gz := &gzipWriter{ResponseWriter: rw}
+			defer gz.close()
+			out = gz
+		}
+	}
 	if f := s.faults.decide(svc); f.delay > 0 || f.fail != 0 {
 		if f.delay > 0 {
 			t := time.NewTimer(f.delay)
@@ -200,11 +211,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.fail != 0 {
 			entry.Injected = true
-			writeInjectedFailure(rw, svc, f.fail, f.down)
+			writeInjectedFailure(out, svc, f.fail, f.down)
 			return
 		}
 	}
-	s.handler.ServeHTTP(rw, r)
+	s.handler.ServeHTTP(out, r)
 }
 
 // DownloadHandler serves only the download host's paths (licensed and

@@ -172,7 +172,9 @@ func (s *Server) routes() http.Handler {
 }
 
 // ServeHTTP implements http.Handler: every request is recorded, then delayed
-// or failed as the service's faults say, then answered.
+// or failed as the service's faults say, then answered (with the faults'
+// headers and padding; Stock's answers gzip-encoded for a client that
+// accepts gzip).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	svc := serviceOf(r.URL.Path)
 	if svc == serviceControl {
@@ -198,7 +200,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out = gz
 		}
 	}
-	if f := s.faults.decide(svc); f.delay > 0 || f.fail != 0 {
+	f := s.faults.decide(svc)
+	for k, v := range f.header {
+		out.Header().Set(k, v)
+	}
+	if f.padTo > 0 {
+		pw := &padWriter{ResponseWriter: out, to: f.padTo}
+		defer pw.finish()
+		out = pw
+	}
+	if f.delay > 0 || f.fail != 0 {
 		if f.delay > 0 {
 			t := time.NewTimer(f.delay)
 			select {

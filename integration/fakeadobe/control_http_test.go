@@ -42,6 +42,20 @@ func TestControlAPI_Faults(t *testing.T) {
 	if faults[ServiceStock].ErrorEvery != 2 {
 		t.Fatalf("GET faults: %+v", faults)
 	}
+	e.control("POST", "/_fake/faults/stock", `{"header":{"Cache-Control":"no-store"},"pad_to":2048}`, &faults)
+	e.control("POST", "/_fake/faults/stock", `{"header":{"ETag":"\"v1\""}}`, &faults)
+	if f := faults[ServiceStock]; len(f.Header) != 2 || f.Header["Cache-Control"] != "no-store" || f.Header["ETag"] != `"v1"` || f.PadTo != 2048 {
+		t.Fatalf("header and pad_to must merge: %+v", f)
+	}
+	resp, _ := e.get("/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=dog", stockHeaders(e.creds, ""))
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("ETag") != `"v1"` {
+		t.Fatalf("search answer headers %v", resp.Header)
+	}
+	e.control("POST", "/_fake/faults/stock", `{"header":null,"pad_to":0}`, &faults)
+	e.control("GET", "/_fake/faults", "", &faults)
+	if f := faults[ServiceStock]; f.Header != nil || f.PadTo != 0 || faults[ServiceIMS].Header != nil {
+		t.Fatalf("header:null must clear, other services untouched: %+v", faults)
+	}
 	if st := e.control("POST", "/_fake/faults/nothing", `{}`, nil); st != 404 {
 		t.Fatalf("unknown service: %d", st)
 	}

@@ -1,6 +1,7 @@
 package fakeadobe
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"strings"
@@ -171,5 +172,36 @@ func TestRequestRecord_KeepsTheLastN(t *testing.T) {
 	recs := e.srv.Requests(0)
 	if len(recs) != 3 || recs[0].Path != "/api/assets/2.json" || recs[2].Path != "/api/assets/4.json" || recs[2].Seq != 5 {
 		t.Fatalf("%+v", recs)
+	}
+}
+
+func TestFaults_HeaderAndPadding(t *testing.T) {
+	e := newEnv(t, Options{})
+	search := searchPath + "?" + q("search_parameters[words]", "dog", "search_parameters[limit]", "2")
+	identity := stockHeaders(e.creds, "")
+	identity["Accept-Encoding"] = "identity"
+	_, plain := e.get(search, identity)
+
+	e.srv.SetFaults(ServiceStock, Faults{PadTo: 5000,
+		Header: map[string]string{"Cache-Control": "no-store", "Content-Type": "text/plain"}})
+	resp, body := e.get(search, identity)
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" || len(body) != 5000 ||
+		!bytes.Equal(bytes.TrimRight(body, " "), plain) {
+		t.Fatalf("%d Cache-Control %q, %d bytes, want no-store and the answer padded to 5000", resp.StatusCode, resp.Header.Get("Cache-Control"), len(body))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q: the service's own header must win", ct)
+	}
+	// Through gzip: the padding is part of the compressed answer.
+	if resp, body := e.get(search, stockHeaders(e.creds, "")); resp.StatusCode != 200 || len(body) != 5000 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("gzip client: %d, %d bytes decoded, Cache-Control %q", resp.StatusCode, len(body), resp.Header.Get("Cache-Control"))
+	}
+	// An answer already longer is left alone; other services are not touched.
+	e.srv.SetFaults(ServiceStock, Faults{PadTo: 10})
+	if _, body := e.get(search, identity); !bytes.Equal(body, plain) {
+		t.Errorf("an answer longer than pad_to changed")
+	}
+	if resp, _ := e.get("/api/assets.json", nil); resp.Header.Get("Cache-Control") != "" {
+		t.Errorf("AEM answer got Stock's header")
 	}
 }

@@ -38,7 +38,7 @@
 //	creds, err := srv.NewCredentials(fakeadobe.CredentialOptions{})
 //	// point the proxy at base (IMS, Stock, download host and AEM) with
 //	// creds.ClientID, creds.ClientSecret, creds.PrivateKeyPEM()...
-//	srv.SetIMSDown(true)    // outage; SetStockDown, SetFaults for 5xx and latency
+//	srv.SetIMSDown(true)    // outage; SetStockDown, SetFaults for 5xx, latency, headers, padding
 //	srv.RevokeTokens()      // the proxy must refresh on 401
 //	for _, rec := range srv.Requests(0) {
 //		// rec.HasAuthorization, rec.APIKey, rec.Token.State, rec.CredentialSHA256...

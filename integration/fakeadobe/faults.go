@@ -2,6 +2,7 @@ package fakeadobe
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -46,7 +47,7 @@ func serviceOf(path string) Service {
 	return serviceOther
 }
 
-// Faults is what goes wrong with one service.
+// Faults is what goes wrong with one service, or is unusual in its answers.
 type Faults struct {
 	// Down makes every request fail with 503 (an outage).
 	Down bool `json:"down"`
@@ -61,6 +62,16 @@ type Faults struct {
 	// (its documented internal_error), 503 elsewhere. 429 adds
 	// Retry-After: 1, as Stock's gateway does.
 	ErrorStatus int `json:"error_status"`
+	// Header is set on every answer before the service writes its own
+	// headers (which win): {"Cache-Control":"no-store"}, an ETag... Over
+	// the control API, fields merge into it; "header":null clears it.
+	Header map[string]string `json:"header,omitempty"`
+	// PadTo pads every JSON answer shorter than this many bytes with
+	// trailing spaces up to it: still valid JSON with the same content,
+	// for answers bigger than the service's own (a Stock search answer
+	// is at most about 330 KB); 0 = never. The padding is compressed
+	// with the answer when the client accepts gzip.
+	PadTo int `json:"pad_to,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as "1.5s" (a
@@ -104,15 +115,24 @@ func newFaultSet(seed uint64, initial Faults) *faultSet {
 		count:  map[Service]int{},
 	}
 	for _, svc := range Services {
-		fs.faults[svc] = initial
+		fs.faults[svc] = initial.clone()
 	}
 	return fs
 }
 
+// clone copies f with a Header of its own: a stored Header is never
+// changed in place, so decide may hand it out.
+func (f Faults) clone() Faults {
+	f.Header = maps.Clone(f.Header)
+	return f
+}
+
 type faultDecision struct {
-	delay time.Duration
-	fail  int // status, 0 = none
-	down  bool
+	delay  time.Duration
+	fail   int // status, 0 = none
+	down   bool
+	header map[string]string // read only
+	padTo  int
 }
 
 func (fs *faultSet) decide(svc Service) faultDecision {
@@ -123,7 +143,7 @@ func (fs *faultSet) decide(svc Service) faultDecision {
 		return faultDecision{}
 	}
 	fs.count[svc]++
-	d := faultDecision{delay: time.Duration(f.Latency)}
+	d := faultDecision{delay: time.Duration(f.Latency), header: f.Header, padTo: f.PadTo}
 	status := f.ErrorStatus
 	if status == 0 {
 		status = http.StatusServiceUnavailable
@@ -144,7 +164,7 @@ func (fs *faultSet) decide(svc Service) faultDecision {
 
 func (fs *faultSet) set(svc Service, f Faults) {
 	fs.mu.Lock()
-	fs.faults[svc] = f
+	fs.faults[svc] = f.clone()
 	fs.count[svc] = 0
 	fs.mu.Unlock()
 }
@@ -152,12 +172,12 @@ func (fs *faultSet) set(svc Service, f Faults) {
 func (fs *faultSet) get(svc Service) Faults {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return fs.faults[svc]
+	return fs.faults[svc].clone()
 }
 
 func (fs *faultSet) update(svc Service, fn func(*Faults)) {
 	fs.mu.Lock()
-	f := fs.faults[svc]
+	f := fs.faults[svc].clone()
 	fn(&f)
 	fs.faults[svc] = f
 	fs.mu.Unlock()
@@ -222,3 +242,35 @@ func writeInjectedFailure(w http.ResponseWriter, svc Service, status int, down b
 		http.Error(w, http.StatusText(status), status)
 	}
 }
+
+// padWriter pads a JSON answer with trailing spaces to Faults.PadTo bytes
+// once the service has written it.
+type padWriter struct {
+	http.ResponseWriter
+	to, n int
+}
+
+func (p *padWriter) Write(b []byte) (int, error) {
+	n, err := p.ResponseWriter.Write(b)
+	p.n += n
+	return n, err
+}
+
+// finish writes the padding: only after a JSON body, and never past a
+// Content-Length the service set.
+func (p *padWriter) finish() {
+	h := p.Header()
+	if p.n == 0 || p.n >= p.to || h.Get("Content-Length") != "" ||
+		!strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		return
+	}
+	spaces := []byte(strings.Repeat(" ", 64<<10))
+	for p.n < p.to {
+		if _, err := p.Write(spaces[:min(len(spaces), p.to-p.n)]); err != nil {
+			return
+		}
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (p *padWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }

@@ -172,7 +172,9 @@ func (s *Server) routes() http.Handler {
 }
 
 // ServeHTTP implements http.Handler: every request is recorded, then delayed
-// or failed as the service's faults say, then answered.
+// or failed as the service's faults say, then answered (with the faults'
+// headers and padding; Stock's answers gzip-encoded for a client that
+// accepts gzip).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	svc := serviceOf(r.URL.Path)
 	if svc == serviceControl {
@@ -187,7 +189,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("fakeadobe request", "service", svc, "endpoint", entry.Endpoint,
 			"method", r.Method, "path", r.URL.Path, "status", rw.status)
 	}()
-	if f := s.faults.decide(svc); f.delay > 0 || f.fail != 0 {
+	var out http.ResponseWriter = rw
+	if svc == ServiceStock {
+		// Adobe's gateway compresses Stock's answers for a client that
+		// asks (the proxy's cache stores them so).
+		out.Header().Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header) {
+			gz := &gzipWriter{ResponseWriter: rw}
+			defer gz.close()
+			out = gz
+		}
+	}
+	f := s.faults.decide(svc)
+	for k, v := range f.header {
+		out.Header().Set(k, v)
+	}
+	if f.padTo > 0 {
+		pw := &padWriter{ResponseWriter: out, to: f.padTo}
+		defer pw.finish()
+		out = pw
+	}
+	if f.delay > 0 || f.fail != 0 {
 		if f.delay > 0 {
 			t := time.NewTimer(f.delay)
 			select {
@@ -200,11 +222,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.fail != 0 {
 			entry.Injected = true
-			writeInjectedFailure(rw, svc, f.fail, f.down)
+			writeInjectedFailure(out, svc, f.fail, f.down)
 			return
 		}
 	}
-	s.handler.ServeHTTP(rw, r)
+	s.handler.ServeHTTP(out, r)
 }
 
 // DownloadHandler serves only the download host's paths (licensed and

@@ -1,6 +1,9 @@
 package fakeadobe
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -193,5 +196,46 @@ func TestFiles(t *testing.T) {
 				tc.check(t, m)
 			}
 		})
+	}
+}
+
+func TestStock_GzipForClientsThatAcceptIt(t *testing.T) {
+	e := newEnv(t, Options{})
+	search := searchPath + "?" + q("search_parameters[words]", "dog", "search_parameters[limit]", "5")
+	answer := func(acceptEncoding string) (*http.Response, []byte) {
+		h := stockHeaders(e.creds, "")
+		// Set by hand, Go's client neither adds gzip nor decodes the body.
+		h["Accept-Encoding"] = acceptEncoding
+		return e.get(search, h)
+	}
+	resp, plain := answer("identity")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("identity: %d Content-Encoding %q Vary %q", resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"))
+	}
+	mustJSON(t, plain)
+	for ae, wantGzip := range map[string]bool{"gzip": true, "deflate, gzip;q=0.5": true, "x-gzip": true,
+		"gzip;q=0": false, "br": false, "*": false} {
+		resp, body := answer(ae)
+		if got := resp.Header.Get("Content-Encoding") == "gzip"; got != wantGzip || resp.StatusCode != 200 {
+			t.Errorf("Accept-Encoding %q: %d Content-Encoding %q, want gzip %v", ae, resp.StatusCode, resp.Header.Get("Content-Encoding"), wantGzip)
+			continue
+		}
+		if wantGzip {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%q: %v", ae, err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("%q: %v", ae, err)
+			}
+		}
+		if !bytes.Equal(body, plain) {
+			t.Errorf("Accept-Encoding %q: decoded answer differs from the identity one", ae)
+		}
+	}
+	// Errors are compressed as well: the gateway does not tell them apart.
+	resp, body := e.get(search, map[string]string{"Accept-Encoding": "gzip"})
+	if resp.StatusCode != 403 || resp.Header.Get("Content-Encoding") != "gzip" || len(body) == 0 {
+		t.Errorf("gateway error: %d Content-Encoding %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
 	}
 }

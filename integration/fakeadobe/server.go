@@ -191,8 +191,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	var out http.ResponseWriter = rw
 	if svc == ServiceStock {
-		// Adobe's gateway compresses Stock's answers for a client that
-		// asks (the proxy's cache stores them so).
+		// Stock's answers are compressed for a client that asks, as API
+		// gateways commonly do (the proxy's cache stores them so).
 		out.Header().Set("Vary", "Accept-Encoding")
 		if acceptsGzip(r.Header) {
 			gz := &gzipWriter{ResponseWriter: rw}

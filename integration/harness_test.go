@@ -377,6 +377,13 @@ func httpGet(t *testing.T, url string, headers ...string) (int, http.Header, []b
 
 func httpDo(t *testing.T, method, url string, body io.Reader, headers ...string) (int, http.Header, []byte) {
 	t.Helper()
+	return clientDo(t, http.DefaultClient, method, url, body, headers...)
+}
+
+// clientDo sends a request through client, bounded to 30 s, with headers
+// given as name, value pairs, and returns status, headers and body.
+func clientDo(t *testing.T, client *http.Client, method, url string, body io.Reader, headers ...string) (int, http.Header, []byte) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
@@ -386,7 +393,7 @@ func httpDo(t *testing.T, method, url string, body io.Reader, headers ...string)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

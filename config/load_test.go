@@ -223,7 +223,7 @@ func TestLoad_Problems(t *testing.T) {
 		{"token without token", map[string]string{"IMSPROXY_STOCK_AUTH": "token"},
 			[]string{"IMSPROXY_STOCK_ACCESS_TOKEN: required for AUTH=token (or set IMSPROXY_STOCK_ACCESS_TOKEN_FILE)"}},
 		{"nothing to infer auth from", map[string]string{"IMSPROXY_STOCK_LISTEN": "127.0.0.1:1"},
-			[]string{"IMSPROXY_STOCK_AUTH: no credentials for route stock: set IMSPROXY_STOCK_CLIENT_ID and IMSPROXY_STOCK_CLIENT_SECRET (OAuth server-to-server), IMSPROXY_STOCK_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_STOCK_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_STOCK_ACCESS_TOKEN (a fixed token), or IMSPROXY_STOCK_AUTH=none"}},
+			[]string{"IMSPROXY_STOCK_AUTH: no credentials for route stock: set IMSPROXY_STOCK_CLIENT_ID and IMSPROXY_STOCK_CLIENT_SECRET or IMSPROXY_STOCK_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_STOCK_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_STOCK_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_STOCK_ACCESS_TOKEN (a fixed token), or IMSPROXY_STOCK_AUTH=none"}},
 		{"unknown AUTH", with(oauthStock(), "IMSPROXY_STOCK_AUTH", "basic"),
 			[]string{"IMSPROXY_STOCK_AUTH: must be one of jwt, oauth, token, none"}},
 		{"unknown TYPE", with(oauthStock(), "IMSPROXY_STOCK_TYPE", "video"),

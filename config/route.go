@@ -107,9 +107,9 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 			ps.add(v("AUTH"), "must be one of jwt, oauth, token, none")
 		}
 	} else if r.Auth = inferAuth(set); r.Auth == "" {
-		ps.add(v("AUTH"), "no credentials for route %s: set %s and %s (OAuth server-to-server), "+
+		ps.add(v("AUTH"), "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
 			"%s (AEM service credentials), %s with the other JWT variables, %s (a fixed token), or %s=none",
-			name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
+			name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CLIENT_SECRET_FILE"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
 			v("ACCESS_TOKEN"), v("AUTH"))
 	}
 

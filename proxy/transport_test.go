@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -270,6 +271,7 @@ func (p *connectProxy) connects() []string {
 const (
 	proxyChildUpstreamVar = "TRANSPORT_TEST_CHILD_UPSTREAM"
 	proxyChildCAFileVar   = "TRANSPORT_TEST_CHILD_CA_FILE"
+	proxyChildStatusVar   = "TRANSPORT_TEST_CHILD_STATUS" // the status the child must get
 )
 
 // HTTPS_PROXY cannot be set with t.Setenv: http.ProxyFromEnvironment reads
@@ -281,38 +283,55 @@ const (
 func TestRoute_ReachesHTTPSUpstreamThroughHTTPSProxy(t *testing.T) {
 	if upstreamURL := os.Getenv(proxyChildUpstreamVar); upstreamURL != "" {
 		front, client := serveRoute(t, loadRoute(t, upstreamURL, "IMSPROXY_API_CA_FILE="+os.Getenv(proxyChildCAFileVar)))
-		if status, code := getStatus(t, client, front.URL+"/v1/items"); status != http.StatusOK {
-			t.Fatalf("status = %d %q, want 200", status, code)
+		want, _ := strconv.Atoi(os.Getenv(proxyChildStatusVar))
+		if status, code := getStatus(t, client, front.URL+"/v1/items"); status != want {
+			t.Fatalf("status = %d %q, want %d", status, code, want)
 		}
 		return
 	}
 
 	const upstreamHost = "upstream.test" // RFC 6761: never resolves
-	cert := selfSignedCert(t, upstreamHost)
-	up := &protoRecorder{}
-	upstream, caFile := newTLSUpstream(t, up, &cert)
-	_, port, err := net.SplitHostPort(upstream.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name     string
+		noProxy  string
+		status   int // the route's answer in the child
+		connects int // CONNECTs the proxy was asked for
+	}{
+		{"HTTPS_PROXY carries the request", "", http.StatusOK, 1},
+		// Without the proxy the name does not resolve: the route's 502.
+		{"NO_PROXY names the upstream", "example.org," + upstreamHost, http.StatusBadGateway, 0},
 	}
-	proxy, proxySrv := newConnectProxy(t, upstream.Listener.Addr().String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cert := selfSignedCert(t, upstreamHost)
+			up := &protoRecorder{}
+			upstream, caFile := newTLSUpstream(t, up, &cert)
+			_, port, err := net.SplitHostPort(upstream.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy, proxySrv := newConnectProxy(t, upstream.Listener.Addr().String())
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	child.Env = append(withoutProxyVariables(os.Environ()),
-		"HTTPS_PROXY="+proxySrv.URL,
-		proxyChildUpstreamVar+"=https://"+net.JoinHostPort(upstreamHost, port),
-		proxyChildCAFileVar+"="+caFile)
-	if out, err := child.CombinedOutput(); err != nil {
-		t.Fatalf("child process: %v\n%s", err, out)
-	}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRoute_ReachesHTTPSUpstreamThroughHTTPSProxy$", "-test.count=1", "-test.v")
+			child.Env = append(withoutProxyVariables(os.Environ()),
+				"HTTPS_PROXY="+proxySrv.URL,
+				"NO_PROXY="+tt.noProxy,
+				proxyChildUpstreamVar+"=https://"+net.JoinHostPort(upstreamHost, port),
+				proxyChildCAFileVar+"="+caFile,
+				proxyChildStatusVar+"="+strconv.Itoa(tt.status))
+			if out, err := child.CombinedOutput(); err != nil {
+				t.Fatalf("child process: %v\n%s", err, out)
+			}
 
-	if got, want := proxy.connects(), []string{net.JoinHostPort(upstreamHost, port)}; !slices.Equal(got, want) {
-		t.Errorf("proxy was asked to CONNECT %q, want %q", got, want)
-	}
-	if got := len(up.all()); got != 1 {
-		t.Errorf("upstream received %d requests, want 1", got)
+			if got := len(proxy.connects()); got != tt.connects {
+				t.Errorf("proxy was asked for %d CONNECTs (%q), want %d", got, proxy.connects(), tt.connects)
+			}
+			if got := len(up.all()); got != tt.connects {
+				t.Errorf("upstream received %d requests, want %d", got, tt.connects)
+			}
+		})
 	}
 }
 

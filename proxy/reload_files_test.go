@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
-
-	"github.com/imsproxy/imsproxy/config"
 )
 
 // The JWT payload file is watched like the key: a payload IMS refuses
@@ -23,21 +21,11 @@ func TestCredentialWatcher_ReloadsAChangedJWTPayloadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.write(payloadFile, good)
-	cfg, err := config.Load([]string{
-		"IMSPROXY_ROUTES=aem",
-		"IMSPROXY_IMS_URL=" + e.imsURL,
-		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_UPSTREAM=" + e.imsURL,
-		"IMSPROXY_AEM_CLIENT_ID=" + e.creds.ClientID,
-		"IMSPROXY_AEM_CLIENT_SECRET=" + e.creds.ClientSecret,
-		"IMSPROXY_AEM_PRIVATE_KEY_FILE=" + keyFile,
-		"IMSPROXY_AEM_JWT_PAYLOAD_FILE=" + payloadFile,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cfg = cfg
+	e.load("aem",
+		"CLIENT_ID="+e.creds.ClientID,
+		"CLIENT_SECRET="+e.creds.ClientSecret,
+		"PRIVATE_KEY_FILE="+keyFile,
+		"JWT_PAYLOAD_FILE="+payloadFile)
 	w, _, mgr := e.watcher()
 	ctx := context.Background()
 	first := e.currentToken(mgr)
@@ -72,17 +60,7 @@ func TestCredentialWatcher_ReloadsAChangedAccessTokenFile(t *testing.T) {
 	e := newRotationEmulator(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	e.write(tokenFile, []byte("fixed-token-one\n"))
-	cfg, err := config.Load([]string{
-		"IMSPROXY_ROUTES=aem",
-		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_UPSTREAM=" + e.imsURL,
-		"IMSPROXY_AEM_ACCESS_TOKEN_FILE=" + tokenFile,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cfg = cfg
+	e.load("aem", "ACCESS_TOKEN_FILE="+tokenFile)
 	w, _, mgr := e.watcher()
 	ctx := context.Background()
 	current := func() string {

@@ -21,20 +21,10 @@ func newSecretRotationEnv(t *testing.T) *rotationEnv {
 	e := newRotationEmulator(t)
 	e.secretFile = filepath.Join(t.TempDir(), "client-secret")
 	e.write(e.secretFile, []byte(e.creds.ClientSecret+"\n"))
-	cfg, err := config.Load([]string{
-		"IMSPROXY_ROUTES=stock",
-		"IMSPROXY_IMS_URL=" + e.imsURL,
-		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
-		"IMSPROXY_STOCK_LISTEN=127.0.0.1:0",
-		"IMSPROXY_STOCK_UPSTREAM=" + e.imsURL,
-		"IMSPROXY_STOCK_CLIENT_ID=" + e.creds.ClientID,
-		"IMSPROXY_STOCK_CLIENT_SECRET_FILE=" + e.secretFile,
-		"IMSPROXY_STOCK_SCOPES=openid,AdobeID",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cfg = cfg
+	e.load("stock",
+		"CLIENT_ID="+e.creds.ClientID,
+		"CLIENT_SECRET_FILE="+e.secretFile,
+		"SCOPES=openid,AdobeID")
 	return e
 }
 

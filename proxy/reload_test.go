@@ -66,24 +66,37 @@ func newRotationEnv(t *testing.T) *rotationEnv {
 	e.keyFile, e.certFile = filepath.Join(dir, "private.key"), filepath.Join(dir, "certificate.crt")
 	e.write(e.keyFile, creds.PrivateKeyPEM())
 	e.write(e.certFile, creds.CertificatePEM())
-	cfg, err := config.Load([]string{
-		"IMSPROXY_ROUTES=aem",
+	e.load("aem",
+		"CLIENT_ID="+creds.ClientID,
+		"CLIENT_SECRET="+creds.ClientSecret,
+		"ORG_ID="+creds.OrgID,
+		"TECHNICAL_ACCOUNT_ID="+creds.TechnicalAccountID,
+		"PRIVATE_KEY_FILE="+e.keyFile,
+		"CERTIFICATE_FILE="+e.certFile)
+	return e
+}
+
+// load configures the single route named route in front of the emulator,
+// with vars (NAME=value, without the IMSPROXY_<ROUTE>_ prefix) for its
+// credentials.
+func (e *rotationEnv) load(route string, vars ...string) {
+	e.t.Helper()
+	prefix := "IMSPROXY_" + strings.ToUpper(route) + "_"
+	env := []string{
+		"IMSPROXY_ROUTES=" + route,
 		"IMSPROXY_IMS_URL=" + e.imsURL,
 		"IMSPROXY_ADMIN_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_LISTEN=127.0.0.1:0",
-		"IMSPROXY_AEM_UPSTREAM=" + e.imsURL,
-		"IMSPROXY_AEM_CLIENT_ID=" + creds.ClientID,
-		"IMSPROXY_AEM_CLIENT_SECRET=" + creds.ClientSecret,
-		"IMSPROXY_AEM_ORG_ID=" + creds.OrgID,
-		"IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID=" + creds.TechnicalAccountID,
-		"IMSPROXY_AEM_PRIVATE_KEY_FILE=" + e.keyFile,
-		"IMSPROXY_AEM_CERTIFICATE_FILE=" + e.certFile,
-	})
+		prefix + "LISTEN=127.0.0.1:0",
+		prefix + "UPSTREAM=" + e.imsURL,
+	}
+	for _, v := range vars {
+		env = append(env, prefix+v)
+	}
+	cfg, err := config.Load(env)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.cfg = cfg
-	return e
 }
 
 func (e *rotationEnv) clock() time.Time { return *e.now.Load() }

@@ -30,7 +30,7 @@ type Server struct {
 
 	listeners []net.Listener // routes in order, then admin
 
-	readHeaderTimeout, idleTimeout time.Duration // Options; zero = defaults
+	readHeaderTimeout, idleTimeout time.Duration // of every listener's http.Server
 }
 
 // Options tunes a Server.
@@ -56,8 +56,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		now:      opts.Now,
 		managers: make(map[string]*tokens.Manager),
 
-		readHeaderTimeout: opts.ReadHeaderTimeout,
-		idleTimeout:       opts.IdleTimeout,
+		readHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, 10*time.Second),
+		idleTimeout:       cmp.Or(opts.IdleTimeout, 2*time.Minute),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -234,8 +234,8 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: cmp.Or(s.readHeaderTimeout, 10*time.Second),
-		IdleTimeout:       cmp.Or(s.idleTimeout, 2*time.Minute),
+		ReadHeaderTimeout: s.readHeaderTimeout,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -29,10 +29,9 @@ func acceptsGzip(h http.Header) bool {
 
 // gzipWriter compresses an answer for a client that accepts gzip, as API
 // gateways commonly do (unverified for Stock's; the proxy must handle
-// both): Content-Encoding: gzip and no
-// Content-Length (the answer is chunked, or its compressed length counted
-// by net/http). An answer that has no body, or is encoded already, passes
-// through.
+// both): Content-Encoding: gzip and no Content-Length (the answer is
+// chunked, or its compressed length counted by net/http). An answer that
+// has no body, or is encoded already, passes through.
 type gzipWriter struct {
 	http.ResponseWriter
 	zw          *gzip.Writer

@@ -42,7 +42,7 @@ ENTRYPOINT ["/usr/local/bin/fakeadobe"]
 FROM gcr.io/distroless/static-debian12:nonroot AS imsproxy
 COPY --from=build-imsproxy /out/imsproxy /usr/local/bin/imsproxy
 USER nonroot:nonroot
-# stock, aem, admin (SPEC §3 defaults; they bind to loopback unless
+# stock, aem, admin (the default listeners; they bind to loopback unless
 # IMSPROXY_*_LISTEN say otherwise)
 EXPOSE 8080 8081 9090
 ENTRYPOINT ["/usr/local/bin/imsproxy"]

@@ -201,8 +201,9 @@ func (s *credentialSource) clientSecret(ps *Problems) string {
 var metascopeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // defaultMetascopes is the metascope a route type uses when none is
-// configured (SPEC §3): Stock's documented one (seed 003) and the one AEM
-// service credentials carry (adobe-facts §3.1). Generic routes have none.
+// configured: for Stock the one Adobe Stock's Access API Reference requires
+// in the JWT, for AEM the one AEM as a Cloud Service service credentials
+// carry. Generic routes have none.
 func defaultMetascopes(t RouteType) []string {
 	switch t {
 	case TypeStock:

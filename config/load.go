@@ -19,7 +19,7 @@ type loader struct {
 }
 
 // Load reads the configuration from environ, in os.Environ form ("K=V"),
-// and validates it (SPEC §3). Besides the files the variables name it does
+// and validates it. Besides the files the variables name it does
 // no I/O. A variable set to the empty string counts as unset, as for env
 // defaults, so a compose file can pass "${X:-}" through.
 //
@@ -109,7 +109,7 @@ func (l *loader) globals(ps *Problems, cfg *Config, g globalVars) {
 }
 
 // routeNames returns the enabled routes: IMSPROXY_ROUTES, or else stock and
-// aem, each when one of its variables is set (SPEC §2).
+// aem, each when one of its variables is set.
 func (l *loader) routeNames(ps *Problems, routes string) []string {
 	var names []string
 	if routes == "" {
@@ -164,9 +164,9 @@ func checkNameClashes(ps *Problems, names []string) {
 	}
 }
 
-// checkListeners enforces SPEC §6: listeners bind to loopback unless the
-// operator says who may call (or accepts that anyone may), and no two
-// listeners share an address.
+// checkListeners keeps the credentials off the network by default:
+// listeners bind to loopback unless the operator says who may call (or
+// accepts that anyone may), and no two listeners share an address.
 func checkListeners(ps *Problems, cfg *Config) {
 	type listener struct{ v, addr, host, port string }
 	var ls []listener

@@ -1,5 +1,5 @@
-// Package config turns the environment (SPEC §3) into a validated Config.
-// It is pure: besides reading the files the variables name, it does no I/O
+// Package config turns the environment (the IMSPROXY_ variables) into a
+// validated Config. It is pure: besides reading the files the variables name, it does no I/O
 // and touches no globals, so tests pass their own environment.
 package config
 
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// RouteType decides a route's extras (SPEC §2).
+// RouteType decides a route's extras and defaults.
 type RouteType string
 
 // Route types.
@@ -20,7 +20,7 @@ const (
 	TypeGeneric RouteType = "generic" // anything else, e.g. Brand Portal
 )
 
-// AuthKind is how a route obtains its access token (SPEC §4).
+// AuthKind is how a route obtains its access token.
 type AuthKind string
 
 // Auth kinds.
@@ -103,7 +103,7 @@ type Credentials struct {
 	CertificateExpiry time.Time
 }
 
-// Cache configures the stock search cache (SPEC §5).
+// Cache configures the stock search cache.
 type Cache struct {
 	Size         int           // entries; 0 disables the cache
 	TTL          time.Duration // how long an answer is served

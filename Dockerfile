@@ -26,7 +26,7 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/fakeadobe ./cmd/fakeadobe && mkd
 
 FROM build AS build-imsproxy
 ARG VERSION=dev
-RUN go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/config.Version=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
+RUN go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/internal/version.release=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
 
 # The emulator: hands out tokens to anyone who asks, so it listens on
 # loopback only; docker-compose.yml puts imsproxy in its network namespace.

@@ -76,7 +76,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 	if !ok {
 		ps.add(v("TYPE"), "must be stock, aem or generic")
 	}
-	vs := routeDefaults(typ, Version)
+	vs := routeDefaults(typ, l.version)
 	ps = append(ps, parseEnv(&vs, l.env, pfx)...)
 	r := Route{Name: name, Type: typ, CAFile: vs.CAFile, Timeout: vs.Timeout, MaxBodyBytes: vs.MaxBodyBytes}
 

@@ -42,6 +42,19 @@ type Config struct {
 	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
 	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
 	Routes          []Route       // in the order of IMSPROXY_ROUTES (or stock, aem)
+
+	// Callers is the content of CallersFile as loaded; the proxy reloads
+	// the file when it changes.
+	Callers []Caller
+}
+
+// RouteNames lists the routes' names in configuration order.
+func (c *Config) RouteNames() []string {
+	names := make([]string, len(c.Routes))
+	for i, r := range c.Routes {
+		names[i] = r.Name
+	}
+	return names
 }
 
 // Route is one upstream with its own listener and credentials.
@@ -79,6 +92,10 @@ type Route struct {
 	// redaction, so raw variable values must not sit in a field it can walk.
 	reload func() (Credentials, string, []string, Problems)
 }
+
+// Var returns the full name of the route's variable with this suffix:
+// Var("TIMEOUT") of route stock is IMSPROXY_STOCK_TIMEOUT.
+func (r *Route) Var(suffix string) string { return routePrefix(r.Name) + suffix }
 
 // Credentials is what a route needs to obtain a token. Secret fields never
 // print (see Secret and PrivateKey).

@@ -9,12 +9,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -66,8 +68,13 @@ type Cache struct {
 	flights flights
 	gunzips sync.Pool // *gzip.Reader, for callers that do not accept gzip
 
+	// The LRU is indexed by a hash of the key, so that a hit is found
+	// from the key's bytes without making a string of them; the entry
+	// holds the whole key, compared on every lookup (a hash collision is
+	// a miss, never another search's answer).
+	seed  maphash.Seed
 	mu    sync.Mutex
-	lru   *simplelru.LRU[string, *entry]
+	lru   *simplelru.LRU[uint64, *entry]
 	bytes int64
 	gen   uint64 // bumped by Purge: an answer fetched before is not stored
 }
@@ -104,10 +111,11 @@ func New(rc *config.Route, now func() time.Time, log *slog.Logger, m *metrics.Me
 		now:      now,
 		log:      log,
 		flights:  flights{calls: make(map[string]*flight)},
+		seed:     maphash.MakeSeed(),
 	}
 	// The size passed to simplelru is never reached by Add: add makes room
 	// first, so that every removal is counted where it happens.
-	c.lru, _ = simplelru.NewLRU(c.size, func(_ string, e *entry) { c.bytes -= e.size })
+	c.lru, _ = simplelru.NewLRU(c.size, func(_ uint64, e *entry) { c.bytes -= e.size })
 	if m != nil {
 		c.counts = m.Cache(rc.Name, func() float64 { return float64(c.Len()) }, func() float64 { return float64(c.Bytes()) })
 	}
@@ -150,11 +158,12 @@ func (c *Cache) generation() uint64 {
 
 // fresh returns the entry for key if it is within its TTL. An entry past
 // its stale-if-error window is removed on the way.
-func (c *Cache) fresh(key string) *entry {
+func (c *Cache) fresh(key []byte) *entry {
+	h := maphash.Bytes(c.seed, key)
 	now := c.now()
 	c.mu.Lock()
-	e, ok := c.lru.Get(key)
-	if !ok {
+	e, ok := c.lru.Get(h)
+	if !ok || e.key != string(key) {
 		c.mu.Unlock()
 		return nil
 	}
@@ -165,7 +174,7 @@ func (c *Cache) fresh(key string) *entry {
 	}
 	dead := age >= c.ttl+c.stale
 	if dead {
-		c.lru.Remove(key)
+		c.lru.Remove(h)
 	}
 	c.mu.Unlock()
 	if dead {
@@ -183,8 +192,8 @@ func (c *Cache) staleEntry(key string) *entry {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.lru.Peek(key)
-	if !ok || now.Sub(e.stored) >= c.ttl+c.stale {
+	e, ok := c.lru.Peek(maphash.String(c.seed, key))
+	if !ok || e.key != key || now.Sub(e.stored) >= c.ttl+c.stale {
 		return nil
 	}
 	return e
@@ -199,7 +208,8 @@ func (c *Cache) add(e *entry, gen uint64) {
 		c.mu.Unlock()
 		return
 	}
-	c.lru.Remove(e.key) // a refresh replaces the old answer; not an eviction
+	h := maphash.String(c.seed, e.key)
+	c.lru.Remove(h) // a refresh replaces the old answer (or one whose key collides); not an eviction
 	for range sweepPerAdd {
 		_, old, ok := c.lru.GetOldest()
 		if !ok || e.stored.Sub(old.stored) < c.ttl+c.stale {
@@ -212,7 +222,7 @@ func (c *Cache) add(e *entry, gen uint64) {
 		c.lru.RemoveOldest()
 		evicted++
 	}
-	c.lru.Add(e.key, e)
+	c.lru.Add(h, e)
 	c.bytes += e.size
 	c.mu.Unlock()
 	c.evicted(evicted)
@@ -358,8 +368,7 @@ func (c *Cache) write(w http.ResponseWriter, r *http.Request, e *entry, xcache [
 	}
 	h["X-Cache"] = xcache
 	if xcache[0] != "MISS" {
-		age := max(c.now().Sub(e.stored), 0) / time.Second
-		h["Age"] = []string{strconv.FormatInt(int64(age), 10)}
+		h["Age"] = ageValue(int64(max(c.now().Sub(e.stored), 0) / time.Second))
 	}
 	w.WriteHeader(http.StatusOK)
 	if !gunzip {
@@ -372,4 +381,22 @@ func (c *Cache) write(w http.ResponseWriter, r *http.Request, e *entry, xcache [
 	}
 	_, _ = io.Copy(w, zr)
 	c.gunzips.Put(zr)
+}
+
+// ages are the Age header values of the first hour and a bit, made on
+// first use and shared by every answer (header values are never changed
+// once set), so that a hit writes its Age without allocating.
+var ages [4096]atomic.Pointer[[]string]
+
+// ageValue is the Age header value of an answer secs seconds old.
+func ageValue(secs int64) []string {
+	if secs < 0 || secs >= int64(len(ages)) {
+		return []string{strconv.FormatInt(secs, 10)}
+	}
+	if v := ages[secs].Load(); v != nil {
+		return *v
+	}
+	v := []string{strconv.FormatInt(secs, 10)}
+	ages[secs].Store(&v)
+	return v
 }

@@ -25,22 +25,23 @@ func cacheablePath(p string) bool {
 	return false
 }
 
-// searchKey returns the cache key of a search request, or ok=false when the
-// request must bypass the cache: not a plain GET, a body, a conditional or
-// range request, a caller that forbids storing, or a path or query the key
-// cannot represent faithfully.
-func searchKey(route string, r *http.Request) (key string, ok bool) {
+// appendSearchKey appends the cache key of a search request to dst, or
+// returns ok=false when the request must bypass the cache: not a plain
+// GET, a body, a conditional or range request, a caller that forbids
+// storing, or a path or query the key cannot represent faithfully.
+func appendSearchKey(dst []byte, route string, r *http.Request) (key []byte, ok bool) {
 	h := r.Header
 	if r.Method != http.MethodGet || r.ContentLength != 0 || r.URL.RawPath != "" ||
 		hasDirective(h["Cache-Control"], "no-store") ||
 		len(h["Range"]) > 0 || len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0 ||
 		len(h["If-Match"]) > 0 || len(h["If-Unmodified-Since"]) > 0 || len(h["If-Range"]) > 0 {
-		return "", false
+		return dst, false
 	}
-	return cacheKey(route, r.URL.Path, r.URL.RawQuery, h["Accept-Language"], h["X-Product"])
+	return appendCacheKey(dst, route, r.URL.Path, r.URL.RawQuery, h["Accept-Language"], h["X-Product"])
 }
 
-// cacheKey is the canonical key of a search: route, path, the query with its
+// appendCacheKey appends to dst the canonical key of a search: route, path,
+// the query with its
 // parameters sorted by name (repeated values keep their order: PHP reads
 // result_columns[]=a&result_columns[]=b as a list, and the last of two
 // plain duplicates wins), Accept-Language and the caller's X-Product.
@@ -53,25 +54,13 @@ func searchKey(route string, r *http.Request) (key string, ok bool) {
 //
 // Every part is written with its length first, so the encoding is
 // injective: two requests share a key only when all their parts are equal.
-func cacheKey(route, path, rawQuery string, lang, product []string) (key string, ok bool) {
+func appendCacheKey(dst []byte, route, path, rawQuery string, lang, product []string) (key []byte, ok bool) {
 	var paramsBuf [16]queryParam // most searches have fewer: no allocation
 	params, ok := canonicalQuery(paramsBuf[:0], rawQuery)
 	if !ok {
-		return "", false
+		return dst, false
 	}
-	n := len(route) + len(path) + len(rawQuery) + 4*len(params) + 16
-	for _, v := range lang {
-		n += len(v) + 2
-	}
-	for _, v := range product {
-		n += len(v) + 2
-	}
-	var keyBuf [512]byte
-	b := keyBuf[:0]
-	if n > len(keyBuf) {
-		b = make([]byte, 0, n)
-	}
-	b = appendString(b, route)
+	b := appendString(dst, route)
 	b = appendString(b, path)
 	b = binary.AppendUvarint(b, uint64(len(params)))
 	for _, p := range params {
@@ -79,8 +68,7 @@ func cacheKey(route, path, rawQuery string, lang, product []string) (key string,
 		b = appendDecoded(b, p.rawValue)
 	}
 	b = appendList(b, lang)
-	b = appendList(b, product)
-	return string(b), true // the only allocation of a key that fits keyBuf
+	return appendList(b, product), true
 }
 
 // queryParam is one name=value segment of a query, still escaped: names

@@ -223,3 +223,15 @@ func referenceParams(q string) []queryParam {
 	}
 	return out
 }
+
+// cacheKey is the key appendCacheKey makes, as a string.
+func cacheKey(route, path, rawQuery string, lang, product []string) (string, bool) {
+	b, ok := appendCacheKey(nil, route, path, rawQuery, lang, product)
+	return string(b), ok
+}
+
+// searchKey is the key appendSearchKey makes, as a string.
+func searchKey(route string, r *http.Request) (string, bool) {
+	b, ok := appendSearchKey(nil, route, r)
+	return string(b), ok
+}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"runtime"
 	"strings"
@@ -125,4 +126,24 @@ func searchAnswer(size int) string {
 	}
 	b.WriteString(`]}`)
 	return b.String()
+}
+
+// Entries are found by a hash of their key: an entry whose key hashes the
+// same but differs is another search's answer, and must be a miss.
+func TestCache_HashCollisionIsAMiss(t *testing.T) {
+	now := time.Now()
+	rc := &config.Route{Name: "stock", Cache: config.Cache{Size: 10, TTL: time.Hour, MaxBytes: 1 << 20}}
+	c := New(rc, func() time.Time { return now }, nil, nil)
+	key := []byte("the key of one search")
+	c.lru.Add(maphash.Bytes(c.seed, key), &entry{key: "the key of another search", stored: now})
+	if e := c.fresh(key); e != nil {
+		t.Fatalf("a lookup returned the entry of another key (%q)", e.key)
+	}
+	if e := c.staleEntry(string(key)); e != nil {
+		t.Fatalf("a stale lookup returned the entry of another key (%q)", e.key)
+	}
+	c.add(&entry{key: string(key), stored: now, size: 100}, c.generation())
+	if e := c.fresh(key); e == nil || e.key != string(key) || c.Len() != 1 {
+		t.Fatalf("after storing the key's own answer: %v, %d entries", e, c.Len())
+	}
 }

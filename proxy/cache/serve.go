@@ -39,7 +39,8 @@ func (s *stage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveSearch answers a request to a cacheable path.
 func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 	c := s.c
-	key, ok := searchKey(c.route, r)
+	var buf [512]byte // a search's key fits: a hit allocates no key
+	kb, ok := appendSearchKey(buf[:0], c.route, r)
 	if !ok {
 		w.Header()["X-Cache"] = xCacheBypass
 		s.next.ServeHTTP(w, r)
@@ -47,12 +48,13 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	refresh := wantsRefresh(r.Header)
 	if !refresh {
-		if e := c.fresh(key); e != nil {
+		if e := c.fresh(kb); e != nil {
 			c.count(true)
 			c.write(w, r, e, xCacheHit)
 			return
 		}
 	}
+	key := string(kb)
 	c.count(false)
 	var f *fetched
 	led := true

@@ -201,12 +201,15 @@ func (s *credentialSource) clientSecret(ps *Problems) string {
 var metascopeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // defaultMetascopes is the metascope a route type uses when none is
-// configured (SPEC §3): Stock's documented one (seed 003) and the one AEM
-// service credentials carry (adobe-facts §3.1). Generic routes have none.
+// configured: Adobe Stock's (ent_stocksearch_sdk, the one the Developer
+// Console binds to a Stock service account and the JWT payload of AEM's
+// Adobe IMS configuration for Stock carries; ent_user_sdk is User
+// Management's) and the one AEM service credentials carry. Generic routes
+// have none.
 func defaultMetascopes(t RouteType) []string {
 	switch t {
 	case TypeStock:
-		return []string{"ent_user_sdk"}
+		return []string{"ent_stocksearch_sdk"}
 	case TypeAEM:
 		return []string{"ent_aem_cloud_api"}
 	}

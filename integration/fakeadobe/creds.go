@@ -20,10 +20,23 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultMetascopes are bound to generated credentials: AEM as a Cloud
-// Service, Stock (JWT era), User Management (the one seed 003 names) and
-// Brand Portal, so any route's default works.
-var DefaultMetascopes = []string{"ent_aem_cloud_api", "ent_stocksearch_sdk", "ent_user_sdk", "ent_brand_portal_sdk"}
+// The metascopes of the services the emulator serves, as the Adobe
+// Developer Console binds them to a credential: Adobe Stock's and Brand
+// Portal's are those of Adobe's list of JWT metascopes
+// (github.com/AdobeDocs/adobeio-auth, JWT/Scopes.md); AEM as a Cloud Service
+// service credentials carry ent_aem_cloud_api in their "metascopes" field.
+const (
+	MetascopeAEM         = "ent_aem_cloud_api"
+	MetascopeStock       = "ent_stocksearch_sdk"
+	MetascopeBrandPortal = "ent_brand_portal_sdk"
+)
+
+// DefaultMetascopes are bound to generated credentials, as to a Developer
+// Console project that added AEM, Adobe Stock and Brand Portal, so any
+// route's default works. User Management (ent_user_sdk) is not among them:
+// a JWT asking for it is refused with invalid_scope, as IMS refuses a
+// metascope outside the binding.
+var DefaultMetascopes = []string{MetascopeAEM, MetascopeStock, MetascopeBrandPortal}
 
 // DefaultScopes are the OAuth scopes generated credentials may ask for.
 var DefaultScopes = []string{"openid", "AdobeID", "read_organizations",

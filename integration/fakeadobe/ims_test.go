@@ -101,6 +101,9 @@ func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
 		{"metascope outside the binding", func() url.Values {
 			return e.exchangeForm(e.creds, e.signJWT(e.creds, map[string]any{e.base + "/s/ent_analytics_bulk_ingest_sdk": true}))
 		}, 400, "invalid_scope", metascopeMismatch, "invalid_scope"},
+		{"User Management's metascope, not bound to a Stock client", func() url.Values {
+			return e.exchangeForm(e.creds, e.signJWT(e.creds, map[string]any{e.base + "/s/ent_user_sdk": true}))
+		}, 400, "invalid_scope", metascopeMismatch, ""},
 		{"no metascope", func() url.Values {
 			extra := map[string]any{}
 			for _, m := range e.creds.Metascopes {
@@ -128,8 +131,8 @@ func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
 			}
 		})
 	}
-	if got := e.srv.Stats().Exchanges["invalid_scope"]; got != 3 {
-		t.Errorf("Stats().Exchanges[invalid_scope] = %d, want 3", got)
+	if got := e.srv.Stats().Exchanges["invalid_scope"]; got != 4 {
+		t.Errorf("Stats().Exchanges[invalid_scope] = %d, want 4", got)
 	}
 }
 

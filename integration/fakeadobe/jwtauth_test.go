@@ -94,7 +94,7 @@ func TestJWTAuthClient(t *testing.T) {
 	}
 
 	t.Run("gets a token", func(t *testing.T) {
-		res := run(t, creds.PrivateKeyPKCS1PEM(), "ent_aem_cloud_api,ent_user_sdk")
+		res := run(t, creds.PrivateKeyPKCS1PEM(), "ent_aem_cloud_api,ent_stocksearch_sdk")
 		if res["ok"] != true || res["token_type"] != "bearer" || res["expires_in"] != float64(86399999) {
 			t.Fatalf("%v", res)
 		}

@@ -118,8 +118,8 @@ func TestTLS_ServesHTTPSWithItsOwnCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	if !strings.HasPrefix(base, "https://127.0.0.1:") || !strings.HasPrefix(srv.blobBaseURL(), "https://127.0.0.1:") {
-		t.Fatalf("base %s, blob storage %s: want https", base, srv.blobBaseURL())
+	if !strings.HasPrefix(base, "https://127.0.0.1:") || !strings.HasPrefix(srv.BlobBaseURL(), "https://127.0.0.1:") {
+		t.Fatalf("base %s, blob storage %s: want https", base, srv.BlobBaseURL())
 	}
 	creds, err := srv.NewCredentials(CredentialOptions{Key: testKey(t, 0)})
 	if err != nil {

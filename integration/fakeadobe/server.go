@@ -292,7 +292,7 @@ func (s *Server) Start(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if s.blobBaseURL() == "" {
+	if s.BlobBaseURL() == "" {
 		host := strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
 		host, _, _ = net.SplitHostPort(host)
 		if _, err := s.StartBlob(net.JoinHostPort(host, "0")); err != nil {

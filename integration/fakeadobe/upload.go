@@ -161,7 +161,7 @@ func (s *Server) initiateUpload(w http.ResponseWriter, r *http.Request, folder s
 		slingResponse(w, http.StatusBadRequest, r.URL.Path, "Send fileName and fileSize for every file")
 		return
 	}
-	blob := s.blobBaseURL()
+	blob := s.BlobBaseURL()
 	if blob == "" {
 		slingResponse(w, http.StatusInternalServerError, r.URL.Path,
 			"fakeadobe: blob storage has no address (Server.StartBlob, or Options.BlobBaseURL)")
@@ -399,7 +399,9 @@ func (s *Server) SetBlobBaseURL(u string) {
 	s.mu.Unlock()
 }
 
-func (s *Server) blobBaseURL() string {
+// BlobBaseURL is the base of upload URIs ("" before StartBlob, Start or
+// SetBlobBaseURL gave blob storage an address).
+func (s *Server) BlobBaseURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.blobBase

@@ -80,7 +80,7 @@ func TestDirectBinaryUpload_InitiatePutComplete(t *testing.T) {
 	}
 	notes := a.Files[0]
 	if len(notes.UploadURIs) != 3 || notes.MinPartSize != 100 || notes.MaxPartSize != 1000 || notes.MimeType != "text/plain" ||
-		!strings.HasPrefix(notes.UploadURIs[0], e.srv.blobBaseURL()+"/blob/") || strings.HasPrefix(notes.UploadURIs[0], e.base) {
+		!strings.HasPrefix(notes.UploadURIs[0], e.srv.BlobBaseURL()+"/blob/") || strings.HasPrefix(notes.UploadURIs[0], e.base) {
 		t.Fatalf("notes.txt: %+v, want 3 URIs on blob storage's origin", notes)
 	}
 	data := bytes.Repeat([]byte("0123456789"), 25)
@@ -148,7 +148,7 @@ func TestDirectBinaryUpload_Refusals(t *testing.T) {
 			return resp.StatusCode, ""
 		}, 405, ""},
 		{"blob path on AEM's own origin", func() (int, string) {
-			return put(t, strings.Replace(f.UploadURIs[0], e.srv.blobBaseURL(), e.base, 1), make([]byte, 100))
+			return put(t, strings.Replace(f.UploadURIs[0], e.srv.BlobBaseURL(), e.base, 1), make([]byte, 100))
 		}, 404, ""},
 		{"complete with a part missing", func() (int, string) {
 			put(t, f.UploadURIs[0], make([]byte, 100))

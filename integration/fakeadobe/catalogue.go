@@ -8,7 +8,7 @@ import (
 	"unicode"
 )
 
-// Stock's media types (adobe-facts §4.4).
+// Stock's media types (the Search API reference's media_type_id).
 const (
 	mediaPhoto        = 1
 	mediaIllustration = 2

@@ -24,7 +24,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// imsError is IMS's error shape (seed 003; adobe-facts §1.4).
+// imsError is IMS's error shape (the Stock Access API reference).
 type imsError struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
@@ -36,7 +36,7 @@ func writeIMSError(w http.ResponseWriter, status int, code, desc string) {
 }
 
 // gatewayError is the shape of Adobe's API gateway in front of Stock
-// (adobe-facts §4.6: {"error_code":"403003","message":"Api Key is invalid"});
+// (the Stock API docs' headers page: {"error_code":"403003","message":"Api Key is invalid"});
 // the codes are those of Adobe's open-source gateway validators
 // (api-gateway-request-validation, validatorsHandlerErrorDecorator.lua).
 type gatewayError struct {
@@ -66,7 +66,7 @@ func writeGateway(w http.ResponseWriter, e gatewayError) {
 }
 
 // stockError is the Stock application's own error shape:
-// {"error":"...","code":"020","case":"<id>"} (adobe-facts §4.6; the Files
+// {"error":"...","code":"020","case":"<id>"} (the licensing reference; the Files
 // API reference uses codes 600-606 in the same shape).
 type stockError struct {
 	Error string `json:"error"`

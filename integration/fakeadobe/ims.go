@@ -17,7 +17,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// exchangeError is one of IMS's documented refusals (seed 003).
+// exchangeError is one of IMS's documented refusals (the Stock Access API
+// reference's error table, Adobe's JWT authentication page).
 type exchangeError struct {
 	status int
 	code   string
@@ -30,7 +31,8 @@ func badRequest(code, format string, args ...any) *exchangeError {
 	return &exchangeError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
 }
 
-// The text IMS really sends for a metascope problem (adobe-facts §1.4).
+// The text IMS really sends for a metascope problem (reported in
+// AdobeDocs/adobe-dev-console issue #54 and adobe/jwt-auth issue #6).
 const metascopeMismatch = "The metascopes in the JWT are not a subset of the metascopes in the binding."
 
 // tokenResponse is IMS's success answer.
@@ -103,7 +105,7 @@ func (s *Server) handleExchangeJWT(w http.ResponseWriter, r *http.Request) {
 		TokenType:   "bearer",
 		AccessToken: token,
 		// Milliseconds, one short of the lifetime, as IMS answers
-		// 86399999 for a 24 h token (adobe-facts §1.3).
+		// 86399999 for a 24 h token (the aemcs-api-client-lib README's output).
 		ExpiresIn: max(info.ExpiresAt.Sub(info.IssuedAt).Milliseconds()-1, 0),
 	})
 }
@@ -156,8 +158,8 @@ func intClaim(claims map[string]any, name string) (v int64, present, ok bool) {
 	return v, true, err == nil
 }
 
-// exchange performs every check of seed 003, in the order a request meets
-// them, and issues a token when all pass.
+// exchange performs every check the Access API reference documents, in the
+// order a request meets them, and issues a token when all pass.
 func (s *Server) exchange(imsBase string, form url.Values) (string, TokenInfo, *exchangeError) {
 	clientID, secret, raw := form.Get("client_id"), form.Get("client_secret"), form.Get("jwt_token")
 	now := s.now()
@@ -310,7 +312,7 @@ func metascopes(claims map[string]any, imsBase string, binding []string) ([]stri
 
 // signatureMatchesLocked verifies the RS256 signature against each bound,
 // unrevoked certificate that is valid now (an expired certificate is the
-// classic cause of a JWT that "suddenly" fails, adobe-facts §1.4), and
+// classic cause of a JWT that "suddenly" fails, the Stock FAQ says), and
 // returns the fingerprint of the one that verified it ("" for none).
 func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.Time) string {
 	for _, cs := range st.certs {

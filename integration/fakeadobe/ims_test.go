@@ -15,9 +15,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// TestExchangeJWT_ErrorsOfSeed003 walks every refusal seed 003 documents
-// (and the few adobe-facts adds), each with its status and error code.
-func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
+// TestExchangeJWT_DocumentedErrors walks every refusal the Stock Access API
+// reference documents (and the few real answers reported in Adobe's issue
+// trackers), each with its status and error code.
+func TestExchangeJWT_DocumentedErrors(t *testing.T) {
 	e := newEnv(t, Options{})
 	noExchange := e.newCreds(CredentialOptions{})
 	e.srv.mu.Lock()

@@ -318,6 +318,7 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 		reqs = []requirement{
 			{c.ClientID == "", "CLIENT_ID", fieldClientID, []string{"CREDENTIALS_FILE"}, ""},
 			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CLIENT_SECRET_FILE", "CREDENTIALS_FILE"}, ""},
+			{len(c.Scopes) == 0, "SCOPES", "", nil, ": copy the credential's scopes from the Adobe Developer Console, e.g. openid,AdobeID"},
 		}
 	case AuthToken:
 		reqs = []requirement{{c.AccessToken.IsZero(), "ACCESS_TOKEN", "", []string{"ACCESS_TOKEN_FILE"}, ""}}
@@ -349,7 +350,11 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 			for i, a := range r.alt {
 				alts[i] = s.v(a)
 			}
-			ps.add(s.v(r.suffix), "required for AUTH=%s%s (or set %s)", s.auth, r.hint, strings.Join(alts, " or "))
+			or := ""
+			if len(alts) > 0 {
+				or = " (or set " + strings.Join(alts, " or ") + ")"
+			}
+			ps.add(s.v(r.suffix), "required for AUTH=%s%s%s", s.auth, r.hint, or)
 		}
 	}
 }

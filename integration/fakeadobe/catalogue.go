@@ -8,7 +8,7 @@ import (
 	"unicode"
 )
 
-// Stock's media types (the Search API reference's media_type_id).
+// Stock's media types (media_type_id in the Stock API's search reference).
 const (
 	mediaPhoto        = 1
 	mediaIllustration = 2

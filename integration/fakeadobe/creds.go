@@ -196,7 +196,7 @@ func (c *Credentials) CertificatePEM() []byte {
 func crlf(b []byte) string { return strings.ReplaceAll(string(b), "\n", "\r\n") }
 
 // ServiceCredentialsJSON is the AEM as a Cloud Service service-credentials
-// file (the Developer Console download) for these credentials: imsEndpoint is the bare
+// file, as the AEM Developer Console downloads it, for these credentials: imsEndpoint is the bare
 // host of imsBaseURL (clients add https://, so a client of a plain-HTTP
 // emulator must set its IMS URL explicitly), the key is PKCS#1 and both PEMs
 // use \r\n line endings.

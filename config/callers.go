@@ -46,12 +46,28 @@ type callerEntry struct {
 }
 
 // ReadCallers reads and parses the callers file at path (see ParseCallers).
-// Every problem is reported against IMSPROXY_CALLERS_FILE.
+// Its error is Problems of IMSPROXY_CALLERS_FILE.
 func ReadCallers(path string, routes []string) ([]Caller, error) {
+	data, err := ReadCallersFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCallersFile(path, data, routes)
+}
+
+// ReadCallersFile reads the callers file at path, at most 1 MiB. Its error
+// is Problems of IMSPROXY_CALLERS_FILE.
+func ReadCallersFile(path string) ([]byte, error) {
 	data, err := readSmallFile(path, maxCallersFile)
 	if err != nil {
 		return nil, callersProblems("cannot read "+path, err)
 	}
+	return data, nil
+}
+
+// ParseCallersFile is ParseCallers with its problems reported as Problems
+// of IMSPROXY_CALLERS_FILE, each after path.
+func ParseCallersFile(path string, data []byte, routes []string) ([]Caller, error) {
 	callers, err := ParseCallers(data, routes)
 	if err != nil {
 		return nil, callersProblems(path, err)

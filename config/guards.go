@@ -10,7 +10,7 @@ import (
 // checkGuards validates what the proxy's guards start from, so that a
 // configuration `imsproxy check` passes never fails at start: the callers
 // file (read and parsed against the configured routes), the audit log (a
-// file the proxy can append to and read back), and the daily licence
+// file the proxy can append to and read back), and the daily license
 // limits that rebuild their count from that file.
 func checkGuards(ps *Problems, cfg *Config) {
 	if cfg.CallersFile != "" {

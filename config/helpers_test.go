@@ -15,29 +15,17 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // testNow is the clock of tests that judge certificate expiry.
 var testNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
-// testKeys are generated once: RSA generation is the slow part of the suite.
-var testKeys = sync.OnceValue(func() [2]*rsa.PrivateKey {
-	var ks [2]*rsa.PrivateKey
-	for i := range ks {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		ks[i] = k
-	}
-	return ks
-})
-
-// rsaKey returns test key i (0 or 1).
-func rsaKey(i int) *rsa.PrivateKey { return testKeys()[i] }
+// rsaKey returns test key i, made once per process.
+func rsaKey(i int) *rsa.PrivateKey { return testutil.RSA(i) }
 
 // pkcs1PEM encodes k as AEM service credentials carry it: PKCS#1 with \r\n.
 func pkcs1PEM(k *rsa.PrivateKey) string {

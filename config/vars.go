@@ -148,6 +148,14 @@ func globalNames() []string {
 // routeSuffixes returns the per-route variable names without their prefix.
 func routeSuffixes() []string { return varNames(&routeVars{}) }
 
+// GlobalVariables lists the global variables imsproxy reads, e.g.
+// IMSPROXY_LOG_LEVEL.
+func GlobalVariables() []string { return globalNames() }
+
+// RouteVariables lists the suffixes of the per-route variables, which
+// follow IMSPROXY_<ROUTE>_ (e.g. CLIENT_ID).
+func RouteVariables() []string { return routeSuffixes() }
+
 // KnownVariable reports whether name is a variable imsproxy reads: a global
 // variable (IMSPROXY_LOG_LEVEL) or a per-route one for any route name
 // (IMSPROXY_<NAME>_CLIENT_ID). Whether the route is enabled is not checked.

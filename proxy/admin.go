@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -16,15 +19,15 @@ type readiness struct {
 
 type routeReadyz struct {
 	tokens.Status
-	Type              string        `json:"type"`
-	Listen            string        `json:"listen"`
-	ExpiresIn         string        `json:"token_expires_in,omitempty"`
-	CertificateExpiry time.Time     `json:"certificate_expiry,omitzero"`
-	Reload            *reloadStatus `json:"credentials_reload,omitempty"`
+	Type              string               `json:"type"`
+	Listen            string               `json:"listen"`
+	ExpiresIn         string               `json:"token_expires_in,omitempty"`
+	CertificateExpiry time.Time            `json:"certificate_expiry,omitzero"`
+	Reload            *tokens.ReloadStatus `json:"credentials_reload,omitempty"`
 }
 
-// adminHandler serves /healthz, /readyz, /metrics and /cache/purge. It lives on its own
-// listener so it never shadows an upstream path.
+// adminHandler serves /healthz, /readyz, /metrics and /cache/purge. It
+// lives on its own listener so it never shadows an upstream path.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -39,30 +42,69 @@ func (s *Server) adminHandler() http.Handler {
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	now := s.now()
 	body := readiness{Ready: true, Routes: make(map[string]routeReadyz, len(s.routes))}
-	for _, rc := range s.cfg.Routes {
-		live := s.creds.route(rc.Name)
+	for _, rs := range s.routes {
 		rr := routeReadyz{
-			Type:              string(rc.Type),
-			Listen:            rc.Listen,
-			CertificateExpiry: live.certificateExpiry(),
-			Reload:            live.reloadStatus(),
+			Type:              string(rs.cfg.Type),
+			Listen:            rs.cfg.Listen,
+			CertificateExpiry: rs.live.CertificateExpiry(),
+			Reload:            rs.live.ReloadStatus(),
 		}
-		if mgr := s.managers[rc.Name]; mgr != nil {
-			rr.Status = mgr.Status()
+		if rs.mgr != nil {
+			rr.Status = rs.mgr.Status()
 			if rr.Ready && !rr.Expiry.IsZero() {
 				rr.ExpiresIn = rr.Expiry.Sub(now).Round(time.Second).String()
 			}
 		} else {
-			rr.Status = tokens.Status{Kind: string(rc.Auth), Ready: true}
+			rr.Status = tokens.Status{Kind: string(rs.cfg.Auth), Ready: true}
 		}
 		body.Ready = body.Ready && rr.Ready
-		body.Routes[rc.Name] = rr
+		body.Routes[rs.cfg.Name] = rr
 	}
 	status := http.StatusOK
 	if !body.Ready {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, body)
+}
+
+// purgeCache is POST /cache/purge?route=<name>: it empties that route's
+// search cache.
+func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("route")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.adminError(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed,
+			"Use POST /cache/purge?route=NAME to empty the search cache of route NAME.", name)
+		return
+	}
+	var cached []string
+	for _, rs := range s.routes {
+		switch {
+		case rs.cfg.Name == name && rs.cache != nil:
+			writeJSON(w, http.StatusOK, map[string]any{"route": name, "purged": rs.cache.Purge("admin")})
+			return
+		case rs.cfg.Name == name:
+			s.adminError(w, r, http.StatusNotFound, "no_cache",
+				"Route "+name+" has no search cache: only stock routes with CACHE_SIZE above 0 have one.", name)
+			return
+		case rs.cache != nil:
+			cached = append(cached, rs.cfg.Name)
+		}
+	}
+	which := "routes with a search cache: " + strings.Join(cached, ", ")
+	if name == "" {
+		s.adminError(w, r, http.StatusBadRequest, route.CodeBadRequest, "Name the route: POST /cache/purge?route=NAME ("+which+").", name)
+		return
+	}
+	s.adminError(w, r, http.StatusNotFound, "unknown_route", "There is no route "+name+"; "+which+".", name)
+}
+
+// adminError answers an admin request with a proxy-made error and logs its
+// one line: the path and the code, never the query.
+func (s *Server) adminError(w http.ResponseWriter, r *http.Request, status int, code, message, name string) {
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "admin request refused",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status), slog.String("code", code))
+	route.WriteError(w, status, code, message, name)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

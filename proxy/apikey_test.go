@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/internal/testutil"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -35,7 +36,7 @@ func sameClient(h http.Header) bool {
 
 func TestRoute_APIKeyFollowsTheTokensClientAcrossAReplace(t *testing.T) {
 	var served, mismatched atomic.Int64
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		served.Add(1)
 		if !sameClient(r.Header) {
 			mismatched.Add(1)
@@ -87,7 +88,7 @@ func TestRoute_APIKeyFollowsTheTokensClientAcrossAReplace(t *testing.T) {
 	if failed.Load() != 0 || mismatched.Load() != 0 {
 		t.Fatalf("%d requests failed, %d reached the upstream with another client's key", failed.Load(), mismatched.Load())
 	}
-	all := up.all()
+	all := up.All()
 	if last := all[len(all)-1].Header.Get("X-Api-Key"); last != "client-b" {
 		t.Errorf("after the replace the key is %q, want client-b", last)
 	}
@@ -96,7 +97,7 @@ func TestRoute_APIKeyFollowsTheTokensClientAcrossAReplace(t *testing.T) {
 func TestRoute_RetryAfter401SendsTheNewClientsKey(t *testing.T) {
 	var mgr *tokens.Manager
 	var replaced atomic.Bool
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if !sameClient(r.Header) {
 			w.WriteHeader(http.StatusForbidden)
 			return
@@ -119,7 +120,7 @@ func TestRoute_RetryAfter401SendsTheNewClientsKey(t *testing.T) {
 	if status := get(t, front.URL+"/x"); status != http.StatusOK {
 		t.Fatalf("status = %d, want 200 after the retry with the new client's token and key", status)
 	}
-	all := up.all()
+	all := up.All()
 	if len(all) != 2 || all[1].Header.Get("X-Api-Key") != "client-b" {
 		t.Fatalf("upstream saw %d requests, the retry with key %q; want 2, client-b", len(all), all[len(all)-1].Header.Get("X-Api-Key"))
 	}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -73,9 +75,9 @@ func BenchmarkRequest_BareReverseProxy(b *testing.B) {
 
 func BenchmarkRequest_Imsproxy(b *testing.B) {
 	up := benchUpstream(b)
-	rc := testRouteConfig(b, up.URL)
+	rc := testroute.Stock(b, up.URL)
 	mgr := tokens.NewManager(rc.Name, &countingSource{}, tokens.Options{})
-	front := httptest.NewServer(NewRoute(rc, mgr, RouteOptions{Metrics: NewMetrics()}))
+	front := httptest.NewServer(NewRoute(rc, mgr, RouteOptions{Metrics: metrics.New()}))
 	b.Cleanup(front.Close)
 	benchGet(b, front.URL)
 }

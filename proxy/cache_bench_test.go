@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -39,22 +41,22 @@ var benchSizes = []int{1 << 10, 32 << 10}
 
 // benchSearchRoute serves a stock route in front of an upstream answering
 // body, with or without a cache.
-func benchSearchRoute(b testing.TB, body string, cached bool) *Route {
+func benchSearchRoute(b testing.TB, body string, cached bool) *testRoute {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, body)
 	}))
 	b.Cleanup(up.Close)
-	rc := testRouteConfig(b, up.URL)
+	rc := testroute.Stock(b, up.URL)
 	if cached {
 		rc.Cache = config.Cache{Size: 1024, TTL: time.Hour, MaxBytes: 64 << 20, StaleIfError: time.Hour}
 	}
 	mgr := tokens.NewManager(rc.Name, &countingSource{}, tokens.Options{})
-	return NewRoute(rc, mgr, RouteOptions{Metrics: NewMetrics()})
+	return NewRoute(rc, mgr, RouteOptions{Metrics: metrics.New()})
 }
 
 // eachSearchCase runs bench for every answer size, uncached and as hits.
-func eachSearchCase(b *testing.B, bench func(b *testing.B, rt *Route)) {
+func eachSearchCase(b *testing.B, bench func(b *testing.B, rt *testRoute)) {
 	for _, size := range benchSizes {
 		body := searchAnswer(size)
 		for _, cached := range []bool{false, true} {
@@ -68,7 +70,7 @@ func eachSearchCase(b *testing.B, bench func(b *testing.B, rt *Route)) {
 }
 
 func BenchmarkSearch(b *testing.B) {
-	eachSearchCase(b, func(b *testing.B, rt *Route) {
+	eachSearchCase(b, func(b *testing.B, rt *testRoute) {
 		front := httptest.NewServer(rt)
 		b.Cleanup(front.Close)
 		benchGet(b, front.URL)
@@ -87,7 +89,7 @@ func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func BenchmarkSearchHandler(b *testing.B) {
-	eachSearchCase(b, func(b *testing.B, rt *Route) {
+	eachSearchCase(b, func(b *testing.B, rt *testRoute) {
 		// One request and writer for all iterations: the benchmark
 		// measures the route, not building requests.
 		req := httptest.NewRequest(http.MethodGet,
@@ -108,107 +110,6 @@ func BenchmarkSearchHandler(b *testing.B) {
 			}
 		}
 	})
-}
-
-// fillCache fills a cache of maxBytes with entries whose bodies are of
-// bodySize bytes, each with a header set and key like a real search's,
-// and returns the heap growth and what the entries hold (bodies, keys,
-// header bytes).
-func fillCache(t testing.TB, maxBytes int64, bodySize int, gzip bool) (c *Cache, heap, payload int64) {
-	rc := &config.Route{Name: "stock", Cache: config.Cache{Size: 1 << 20, TTL: time.Hour, MaxBytes: maxBytes, StaleIfError: time.Hour}}
-	body := []byte(searchAnswer(bodySize))
-	if gzip {
-		body = gzipped(t, string(body))
-	}
-	now := time.Now()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	c = newCache(rc, func() time.Time { return now }, nil)
-	for i := 0; ; i++ {
-		key, _ := cacheKey("stock", pathSearchFiles,
-			fmt.Sprintf("search_parameters[words]=cat+%d&search_parameters[limit]=32&search_parameters[offset]=%d&locale=en_US", i, i*32),
-			[]string{"en-US,en;q=0.9"}, nil)
-		// A header as the transport builds it: fresh strings and slices.
-		h := make(http.Header)
-		for k, v := range map[string]string{
-			"Content-Type":                "application/json; charset=utf-8",
-			"Date":                        now.Add(time.Duration(i) * time.Second).UTC().Format(http.TimeFormat),
-			"Server":                      "nginx",
-			"Vary":                        "Accept-Encoding, Accept-Language",
-			"X-Request-Id":                fmt.Sprintf("req-%016d", i),
-			"Access-Control-Allow-Origin": "*",
-			"Strict-Transport-Security":   "max-age=31536000",
-		} {
-			h[k] = []string{strings.Clone(v)}
-		}
-		if gzip {
-			h["Content-Encoding"] = []string{strings.Clone("gzip")}
-		}
-		e := c.newEntry(key, &fetched{status: 200, header: h, body: body}, now)
-		if e == nil {
-			t.Fatal("entry refused")
-		}
-		c.add(e, c.generation())
-		if i > 0 && int64(i) > 2*maxBytes/int64(len(body)) {
-			break // well past full: evictions have been running
-		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(body) // counted in before: keep it out of the difference
-	heap = int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	c.mu.Lock()
-	for _, e := range c.lru.Values() {
-		payload += int64(len(e.body)+len(e.key)) + headerSize(e.header)
-	}
-	c.mu.Unlock()
-	return c, heap, payload
-}
-
-// TestCache_MemoryStaysWithinBudget fills caches past their
-// CACHE_MAX_BYTES and checks that the heap they hold stays within it.
-func TestCache_MemoryStaysWithinBudget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills 16 MiB caches")
-	}
-	const maxBytes = 16 << 20
-	for _, tc := range []struct {
-		size int
-		gzip bool
-	}{{512, false}, {4 << 10, false}, {32 << 10, false}, {200 << 10, false}, {4 << 10, true}, {32 << 10, true}} {
-		size := tc.size
-		t.Run(fmt.Sprintf("%dB bodies gzip=%v", size, tc.gzip), func(t *testing.T) {
-			c, heap, payload := fillCache(t, maxBytes, size, tc.gzip)
-			n := int64(c.Len())
-			t.Logf("%d entries, accounted %d bytes of %d; heap %d bytes (%.3f of the budget); payload %d; overhead %d bytes an entry",
-				n, c.Bytes(), maxBytes, heap, float64(heap)/maxBytes, payload, (heap-payload)/n)
-			if c.Bytes() > maxBytes {
-				t.Errorf("accounted %d bytes, over the budget of %d", c.Bytes(), maxBytes)
-			}
-			// The small slack: the LRU's map grows by doubling, and the
-			// runtime's size classes round some allocations up.
-			if limit := int64(maxBytes) + maxBytes/50; heap > limit {
-				t.Errorf("a full cache holds %d heap bytes, over the budget %d + 2%%", heap, maxBytes)
-			}
-			runtime.KeepAlive(c)
-		})
-	}
-}
-
-// BenchmarkCacheMemory reports the heap a full 16 MiB cache holds and
-// its overhead per entry beyond bodies, keys and headers.
-func BenchmarkCacheMemory(b *testing.B) {
-	for _, size := range []int{512, 4 << 10, 32 << 10} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			for b.Loop() {
-				c, heap, payload := fillCache(b, 16<<20, size, false)
-				b.ReportMetric(float64(heap)/(16<<20), "heap/budget")
-				b.ReportMetric(float64(heap-payload)/float64(c.Len()), "overhead-B/entry")
-				b.ReportMetric(float64(c.Len()), "entries")
-			}
-		})
-	}
 }
 
 // writeRecorder keeps every slice a handler writes, without copying.

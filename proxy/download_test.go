@@ -9,34 +9,20 @@ import (
 	"testing"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
-
-func TestWithToken(t *testing.T) {
-	tests := map[string]string{
-		"":                         "token=t%2Bk",
-		"size=1600":                "size=1600&token=t%2Bk",
-		"token=callers&size=1600":  "size=1600&token=t%2Bk",
-		"size=1&%74oken=x&token=y": "size=1&token=t%2Bk",
-		"a=1&&b=2":                 "a=1&b=2&token=t%2Bk",
-	}
-	for in, want := range tests {
-		if got := withToken(in, "t+k"); got != want {
-			t.Errorf("withToken(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 // downloadHost stands in for stock.adobe.com: it redirects to a signed URL,
 // or to redirect when set.
 type downloadHost struct {
-	recordingUpstream
+	testutil.Upstream
 	redirect string
 }
 
 func newDownloadHost(t *testing.T) (*downloadHost, *httptest.Server) {
 	t.Helper()
 	h := &downloadHost{}
-	h.handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	h.Handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		loc := h.redirect
 		if loc == "" {
 			loc = "https://cdn.example/files/1?sig=abc"
@@ -50,8 +36,8 @@ func newDownloadHost(t *testing.T) (*downloadHost, *httptest.Server) {
 
 func TestRoute_DownloadCarriesTokenInQueryOnly(t *testing.T) {
 	host, hostSrv := newDownloadHost(t)
-	api := &recordingUpstream{}
-	logs := &syncBuffer{}
+	api := &testutil.Upstream{}
+	logs := &testutil.Buffer{}
 	front := guardedRoute(t, api, RouteOptions{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
 		func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -69,9 +55,9 @@ func TestRoute_DownloadCarriesTokenInQueryOnly(t *testing.T) {
 			t.Fatalf("%s: %d Location %q, want the download host's redirect passed back", p, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
-	got := host.all()
-	if len(got) != 2 || len(api.all()) != 0 {
-		t.Fatalf("download host got %d requests, API %d; want 2 and 0", len(got), len(api.all()))
+	got := host.All()
+	if len(got) != 2 || len(api.All()) != 0 {
+		t.Fatalf("download host got %d requests, API %d; want 2 and 0", len(got), len(api.All()))
 	}
 	first := got[0]
 	if first.Path != "/Rest/Libraries/Download/123/1" || first.RawQuery != "size=1600&token="+routeToken {
@@ -93,7 +79,7 @@ func TestRoute_DownloadCarriesTokenInQueryOnly(t *testing.T) {
 // the route's token; any other method is refused before a token is used.
 func TestRoute_DownloadOnlyByGet(t *testing.T) {
 	host, hostSrv := newDownloadHost(t)
-	front := guardedRoute(t, &recordingUpstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
+	front := guardedRoute(t, &testutil.Upstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, tt := range []struct {
 		method string
@@ -105,7 +91,7 @@ func TestRoute_DownloadOnlyByGet(t *testing.T) {
 		{"HEAD", http.StatusFound},
 		{"GET", http.StatusFound},
 	} {
-		before := len(host.all())
+		before := len(host.All())
 		req, _ := http.NewRequest(tt.method, front.URL+"/Rest/Libraries/Download/123/1", strings.NewReader("x"))
 		resp, err := client.Do(req)
 		if err != nil {
@@ -116,7 +102,7 @@ func TestRoute_DownloadOnlyByGet(t *testing.T) {
 		if resp.StatusCode != tt.status {
 			t.Errorf("%s: %d %s, want %d", tt.method, resp.StatusCode, b, tt.status)
 		}
-		forwarded := len(host.all()) - before
+		forwarded := len(host.All()) - before
 		if tt.status == http.StatusMethodNotAllowed {
 			if forwarded != 0 || resp.Header.Get("Allow") != "GET, HEAD" || resp.Header.Get("X-Imsproxy-Error") != "method_not_allowed" {
 				t.Errorf("%s: %d forwarded, Allow %q, error %q; want none forwarded, GET, HEAD and method_not_allowed",
@@ -131,7 +117,7 @@ func TestRoute_DownloadOnlyByGet(t *testing.T) {
 func TestRoute_DownloadRedirectCarryingTheTokenIsNotPassedOn(t *testing.T) {
 	host, hostSrv := newDownloadHost(t)
 	host.redirect = "https://elsewhere.example/x?token=" + routeToken
-	front := guardedRoute(t, &recordingUpstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
+	front := guardedRoute(t, &testutil.Upstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Get(front.URL + "/Rest/Libraries/Download/1/1")
 	if err != nil {
@@ -150,8 +136,8 @@ func TestRoute_LicensingAnswersDownloadURLsRewritten(t *testing.T) {
 		`{"id":2,"download_url":"https://stock.adobe.com/Download/DownloadFileDirectly/abc"},` +
 		`{"id":3,"comp_url":"https:\/\/stock.adobe.com\/Rest\/Libraries\/Watermarked\/Download\/3\/0"},` +
 		`{"id":4,"url":"https://other.example/Rest/Libraries/Download/4/1"}]}`
-	api := &recordingUpstream{}
-	api.handler = func(w http.ResponseWriter, _ *http.Request, _ []byte) { _, _ = io.WriteString(w, body) }
+	api := &testutil.Upstream{}
+	api.Handler = func(w http.ResponseWriter, _ *http.Request, _ []byte) { _, _ = io.WriteString(w, body) }
 	front := guardedRoute(t, api, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, "https://stock.adobe.com") })
 	host := strings.TrimPrefix(front.URL, "http://")
 	want := `{"files":[{"id":1,"download_url":"http://` + host + `/Rest/Libraries/Download/1/2"},` +
@@ -182,8 +168,8 @@ func TestRoute_LicensingAnswersDownloadURLsRewritten(t *testing.T) {
 }
 
 func TestRoute_DownloadRefusedTokenIsReplacedForTheNextRequest(t *testing.T) {
-	host := &recordingUpstream{}
-	host.handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	host := &testutil.Upstream{}
+	host.Handler = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if r.URL.Query().Get("token") == "token-1" {
 			http.Error(w, `{"code":"10","error":"This download is expired"}`, http.StatusUnauthorized)
 			return
@@ -192,7 +178,7 @@ func TestRoute_DownloadRefusedTokenIsReplacedForTheNextRequest(t *testing.T) {
 	}
 	hostSrv := httptest.NewServer(host)
 	t.Cleanup(hostSrv.Close)
-	front, _ := newTestRoute(t, &recordingUpstream{}, &countingSource{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
+	front, _ := newTestRoute(t, &testutil.Upstream{}, &countingSource{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, hostSrv.URL) })
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for i, want := range []int{http.StatusUnauthorized, http.StatusFound} {
 		resp, err := client.Get(front.URL + "/Rest/Libraries/Download/1/1")

@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -47,10 +51,10 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 		querySecret  = "query-secret-5f2a"
 		callerSecret = "caller-secret-9c1d"
 	)
-	callers, _ := loadTestCallers(t, callersJSON(
-		callerEntry{Name: "dam", KeySHA256: "dam-key", Routes: []string{"stock"}},
-		callerEntry{Name: "aem-only", KeySHA256: "aem-key", Routes: []string{"aem"}}))
-	licence := "/Rest/Libraries/1/Content/License?content_id=5&license=Standard&q=" + querySecret
+	callers, _ := loadTestCallers(t, testutil.CallersJSON(
+		testutil.Caller{Name: "dam", Key: "dam-key", Routes: []string{"stock"}},
+		testutil.Caller{Name: "aem-only", Key: "aem-key", Routes: []string{"aem"}}))
+	license := "/Rest/Libraries/1/Content/License?content_id=5&license=Standard&q=" + querySecret
 	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 
 	tests := []struct {
@@ -58,7 +62,7 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 		method, path  string
 		header        []string // name, value, ...
 		body          string
-		src           TokenSource // nil: staticTokens
+		src           tokens.TokenSource // nil: staticTokens
 		up            http.Handler
 		opts          RouteOptions
 		mutate        func(*config.Route)
@@ -70,65 +74,65 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 		wantAttrValue map[string]string
 	}{
 		{name: "unknown caller", path: "/Rest/Media/1/Search/Files?q=" + querySecret, header: []string{"X-Api-Key", callerSecret},
-			opts: RouteOptions{Callers: callers}, status: 401, code: CodeUnauthorizedCaller, msg: "caller refused", wantLevel: "INFO",
+			opts: RouteOptions{Callers: callers}, status: 401, code: route.CodeUnauthorizedCaller, msg: "caller refused", wantLevel: "INFO",
 			wantAttrValue: map[string]string{"reason": "unknown caller key"}},
 		{name: "route not allowed", path: "/Rest/Media/1/Search/Files", header: []string{"X-Api-Key", "aem-key"},
-			opts: RouteOptions{Callers: callers}, status: 403, code: CodeForbidden, msg: "caller refused", wantLevel: "INFO",
+			opts: RouteOptions{Callers: callers}, status: 403, code: route.CodeForbidden, msg: "caller refused", wantLevel: "INFO",
 			wantAttrValue: map[string]string{"caller": "aem-only"}},
 		{name: "CONNECT", method: "CONNECT", path: "/", status: 405, code: "method_not_allowed", wantLevel: "INFO"},
 		{name: "absolute form", path: "http://elsewhere.example/x?q=" + querySecret, status: 400, code: "bad_request", wantLevel: "INFO"},
 		{name: "body too large", method: "POST", path: "/Rest/Media/1/Search/Files?q=" + querySecret, body: strings.Repeat("x", 100),
-			mutate: func(rc *config.Route) { rc.MaxBodyBytes = 10 }, status: 413, code: CodeBodyTooLarge, wantLevel: "INFO"},
-		{name: "licensing disabled", path: licence, mutate: func(rc *config.Route) { rc.AllowLicense = false },
-			status: 403, code: CodeLicensingDisabled, msg: "licence refused", wantLevel: "INFO",
-			wantAttrValue: map[string]string{"outcome": CodeLicensingDisabled, "content_id": "5"}},
-		{name: "licence limit reached", path: licence, before: licence, up: &fakeStock{editorial: map[string]bool{"5": false}},
-			mutate: func(rc *config.Route) { rc.LicenseDailyLimit = 1 }, status: 429, code: CodeLicenseLimitReached, msg: "licence refused", wantLevel: "INFO"},
-		{name: "editorial use only", path: licence, up: &fakeStock{editorial: map[string]bool{"5": true}},
-			status: 403, code: CodeEditorialUseOnly, msg: "licence refused", wantLevel: "INFO"},
-		{name: "editorial check failed", path: licence, up: &fakeStock{searchErr: 503},
-			status: 502, code: CodeUpstreamUnreachable, msg: "editorial check failed; licence refused", wantLevel: "WARN",
-			wantAttrValue: map[string]string{"outcome": outcomeEditorialCheck}},
+			mutate: func(rc *config.Route) { rc.MaxBodyBytes = 10 }, status: 413, code: route.CodeBodyTooLarge, wantLevel: "INFO"},
+		{name: "licensing disabled", path: license, mutate: func(rc *config.Route) { rc.AllowLicense = false },
+			status: 403, code: route.CodeLicensingDisabled, msg: "license refused", wantLevel: "INFO",
+			wantAttrValue: map[string]string{"outcome": route.CodeLicensingDisabled, "content_id": "5"}},
+		{name: "license limit reached", path: license, before: license, up: &fakeStock{editorial: map[string]bool{"5": false}},
+			mutate: func(rc *config.Route) { rc.LicenseDailyLimit = 1 }, status: 429, code: route.CodeLicenseLimitReached, msg: "license refused", wantLevel: "INFO"},
+		{name: "editorial use only", path: license, up: &fakeStock{editorial: map[string]bool{"5": true}},
+			status: 403, code: route.CodeEditorialUseOnly, msg: "license refused", wantLevel: "INFO"},
+		{name: "editorial check failed", path: license, up: &fakeStock{searchErr: 503},
+			status: 502, code: route.CodeUpstreamUnreachable, msg: "editorial check failed; license refused", wantLevel: "WARN",
+			wantAttrValue: map[string]string{"outcome": audit.OutcomeEditorialCheck}},
 		{name: "no token", path: "/Rest/Media/1/Search/Files?q=" + querySecret, src: failingTokens{},
-			status: 503, code: CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN",
+			status: 503, code: route.CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN",
 			wantAttrValue: map[string]string{"ims_error": "invalid_client"}},
-		{name: "no token for a held licence", path: licence, header: []string{allowEditorialHeader, "true"}, src: failingTokens{},
-			status: 503, code: CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN",
-			wantAttrValue: map[string]string{"ims_error": "invalid_client", "outcome": outcomeFailed}},
+		{name: "no token for a held license", path: license, header: []string{allowEditorialHeader, "true"}, src: failingTokens{},
+			status: 503, code: route.CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN",
+			wantAttrValue: map[string]string{"ims_error": "invalid_client", "outcome": audit.OutcomeFailed}},
 		{name: "no token for a cached search", path: "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=" + querySecret, src: failingTokens{},
 			mutate: func(rc *config.Route) { rc.Cache = config.Cache{Size: 10, TTL: time.Minute, MaxBytes: 1 << 20} },
-			status: 503, code: CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN"},
+			status: 503, code: route.CodeTokenUnavailable, msg: "no token for request", wantLevel: "WARN"},
 		{name: "upstream unreachable", path: "/x?q=" + querySecret,
 			mutate: func(rc *config.Route) { rc.Upstream = mustURL(t, "http://"+closedPort(t)) },
-			status: 502, code: CodeUpstreamUnreachable, msg: "upstream request failed", wantLevel: "WARN"},
+			status: 502, code: route.CodeUpstreamUnreachable, msg: "upstream request failed", wantLevel: "WARN"},
 		{name: "upstream timeout", path: "/x?q=" + querySecret, up: hang,
 			mutate: func(rc *config.Route) { rc.Timeout = 50 * time.Millisecond },
-			status: 504, code: CodeUpstreamTimeout, msg: "upstream request failed", wantLevel: "WARN"},
+			status: 504, code: route.CodeUpstreamTimeout, msg: "upstream request failed", wantLevel: "WARN"},
 		{name: "no download host", path: "/Rest/Libraries/Download/5/1?token=" + querySecret,
 			mutate: func(rc *config.Route) { rc.DownloadUpstream = nil }, status: 404, code: "not_found", wantLevel: "INFO"},
 		{name: "panic", path: "/x?q=" + querySecret, src: panickingTokens{},
-			status: 500, code: "internal_error", msg: panicMessage, wantLevel: "ERROR"},
+			status: 500, code: "internal_error", msg: "panic in handler (a bug): the request was answered 500", wantLevel: "ERROR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := tt.up
 			if up == nil {
-				up = &recordingUpstream{}
+				up = &testutil.Upstream{}
 			}
 			upstream := httptest.NewServer(up)
 			t.Cleanup(upstream.Close)
-			rc := testRouteConfig(t, upstream.URL)
+			rc := testroute.Stock(t, upstream.URL)
 			rc.AllowLicense = true
 			rc.DownloadUpstream = mustURL(t, upstream.URL)
 			if tt.mutate != nil {
 				tt.mutate(rc)
 			}
-			audit, err := OpenAuditLog(filepath.Join(t.TempDir(), "audit.log"), time.Now(), nil)
+			audit, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"), time.Now(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = audit.Close() })
-			logs := &syncBuffer{}
+			logs := &testutil.Buffer{}
 			opts := tt.opts
 			opts.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			opts.Audit = audit
@@ -144,7 +148,7 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 				}
 				req := httptest.NewRequest(method, target, body)
 				req.Header.Set("Authorization", "Bearer "+callerSecret)
-				req.Header.Set(requestIDHeader, id)
+				req.Header.Set(route.RequestIDHeader, id)
 				for i := 0; i+1 < len(tt.header); i += 2 {
 					req.Header.Set(tt.header[i], tt.header[i+1])
 				}
@@ -163,8 +167,8 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 			}
 			const id = "req-under-test"
 			w := serve(method, tt.path, id)
-			if w.Code != tt.status || w.Header().Get(ErrorHeader) != tt.code {
-				t.Fatalf("answer %d %q, want %d %q: %s", w.Code, w.Header().Get(ErrorHeader), tt.status, tt.code, w.Body)
+			if w.Code != tt.status || w.Header().Get(route.ErrorHeader) != tt.code {
+				t.Fatalf("answer %d %q, want %d %q: %s", w.Code, w.Header().Get(route.ErrorHeader), tt.status, tt.code, w.Body)
 			}
 
 			out := logs.String()
@@ -212,4 +216,42 @@ func requestPath(t *testing.T, target string) string {
 	t.Helper()
 	req := httptest.NewRequest("GET", target, nil)
 	return req.URL.Path
+}
+
+// Every line logged about a request carries its id and route, whichever
+// stage writes it and when: the held licensing answer's warning, the
+// licensing line written once the answer is in, and the request line.
+func TestRoute_EveryLogLineCarriesTheRequestID(t *testing.T) {
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/Rest/Media/1/Search/Files" { // the editorial check
+			_, _ = io.WriteString(w, `{"files":[{"id":5,"is_editorial":false}]}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "br") // cannot be rewritten: warned about
+		_, _ = io.WriteString(w, "\x0b\x02\x80{}\x03")
+	})
+	logs := &testutil.Buffer{}
+	front := guardedRoute(t, up, RouteOptions{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		func(rc *config.Route) { rc.AllowLicense = true })
+	req, _ := http.NewRequest("GET", front.URL+"/Rest/Libraries/1/Content/License?content_id=5&license=Standard", nil)
+	req.Header.Set(route.RequestIDHeader, "trace-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	lines := logLines(t, logs.String())
+	msgs := map[string]bool{}
+	for _, l := range lines {
+		msgs[l["msg"].(string)] = true
+		if l["request_id"] != "trace-42" || l["route"] != "stock" {
+			t.Errorf("log line without the request's id and route: %v", l)
+		}
+	}
+	for _, want := range []string{"answer encoded with br; download URLs not rewritten", "licensing", "request"} {
+		if !msgs[want] {
+			t.Errorf("no %q line among %v", want, msgs)
+		}
+	}
 }

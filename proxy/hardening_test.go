@@ -9,12 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 func TestServer_RefusesOversizedHeaders(t *testing.T) {
-	up := httptest.NewServer(&recordingUpstream{})
+	up := httptest.NewServer(&testutil.Upstream{})
 	t.Cleanup(up.Close)
-	rc := testRouteConfig(t, up.URL)
+	rc := testroute.Stock(t, up.URL)
 	rc.Auth = "none"
 	srv, _, _ := startServer(t, rc, Options{})
 	addr := srv.Addr("stock")
@@ -35,9 +38,9 @@ func TestServer_RefusesOversizedHeaders(t *testing.T) {
 // left idle, are hung up on; with the timeouts shortened, well within the
 // 5 s the test waits (the defaults, 10 s and 2 min, would not be).
 func TestServer_HangsUpOnSlowAndIdleClients(t *testing.T) {
-	up := httptest.NewServer(&recordingUpstream{})
+	up := httptest.NewServer(&testutil.Upstream{})
 	t.Cleanup(up.Close)
-	rc := testRouteConfig(t, up.URL)
+	rc := testroute.Stock(t, up.URL)
 	rc.Auth = "none"
 	srv, _, _ := startServer(t, rc, Options{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	addr := srv.Addr("stock")
@@ -72,7 +75,7 @@ func TestServer_HangsUpOnSlowAndIdleClients(t *testing.T) {
 }
 
 func TestRoute_DropsHopByHopHeaders(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)
 	req, _ := http.NewRequest("GET", front.URL+"/x", nil)
 	req.Header.Set("Connection", "X-Internal-Secret")
@@ -86,7 +89,7 @@ func TestRoute_DropsHopByHopHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	got := up.all()[0].Header
+	got := up.All()[0].Header
 	for _, h := range []string{"X-Internal-Secret", "Keep-Alive", "Proxy-Authorization"} {
 		if v := got.Get(h); v != "" {
 			t.Errorf("%s forwarded: %q", h, v)

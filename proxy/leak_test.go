@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -53,9 +56,9 @@ func TestRoute_NoGoroutineOrConnectionLeak(t *testing.T) {
 	up.Config.ConnState = upConns.track
 	up.Start()
 	t.Cleanup(up.Close)
-	rc := testRouteConfig(t, up.URL)
+	rc := testroute.Stock(t, up.URL)
 	transport := NewTransport(rc)
-	m := NewMetrics()
+	m := metrics.New()
 	mgr := tokens.NewManager(rc.Name, &countingSource{}, tokens.Options{Kind: "oauth", OnExchange: m.ObserveExchange})
 	front := httptest.NewServer(NewRoute(rc, mgr, RouteOptions{Metrics: m, Transport: transport}))
 	t.Cleanup(front.Close)
@@ -102,7 +105,7 @@ func TestRoute_NoGoroutineOrConnectionLeak(t *testing.T) {
 
 	client.CloseIdleConnections()
 	transport.CloseIdleConnections()
-	waitFor(t, "the upstream connections to close", func() bool { return upConns.open.Load() == 0 })
+	testutil.WaitFor(t, "the upstream connections to close", func() bool { return upConns.open.Load() == 0 })
 	// A little slack: the token Manager's refresh timer may have come and
 	// gone, and net/http may still be winding a connection down.
 	const slack = 5
@@ -112,7 +115,7 @@ func TestRoute_NoGoroutineOrConnectionLeak(t *testing.T) {
 			t.Logf("%d goroutines, %d before the requests; %d upstream connections open", goroutines, baseline, upConns.open.Load())
 		}
 	}()
-	waitFor(t, "the goroutines to return to the baseline", func() bool {
+	testutil.WaitFor(t, "the goroutines to return to the baseline", func() bool {
 		goroutines = runtime.NumGoroutine()
 		return goroutines <= baseline+slack
 	})

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +21,10 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
 )
 
 // fakeStock stands in for stock.adobe.io: Search/Files answers the editorial
@@ -31,12 +34,12 @@ type fakeStock struct {
 	download  string // base of download URLs
 	editorial map[string]bool
 	states    map[string]string
-	gzip      bool // answer licences gzip-encoded when the caller accepts it
+	gzip      bool // answer licenses gzip-encoded when the caller accepts it
 	escaped   bool // write URLs with escaped slashes, as PHP does
 	searchErr int  // status for Search/Files; 0 = 200
 
 	searches atomic.Int64
-	licences atomic.Int64
+	licenses atomic.Int64
 	mu       sync.Mutex
 	seen     []*http.Request
 }
@@ -61,7 +64,7 @@ func (s *fakeStock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"nb_results": len(files), "files": files})
 	case "/Rest/Libraries/1/Content/License":
-		s.licences.Add(1)
+		s.licenses.Add(1)
 		id := q.Get("content_id")
 		state := s.states[id]
 		if state == "" {
@@ -96,17 +99,17 @@ type licensingRoute struct {
 	front *httptest.Server
 	stock *fakeStock
 	audit string // audit log path
-	logs  *syncBuffer
+	logs  *testutil.Buffer
 }
 
 func newLicensingRoute(t *testing.T, stock *fakeStock, opts RouteOptions, mutate func(*config.Route)) *licensingRoute {
 	t.Helper()
-	lr := &licensingRoute{stock: stock, audit: filepath.Join(t.TempDir(), "audit.log"), logs: &syncBuffer{}}
+	lr := &licensingRoute{stock: stock, audit: filepath.Join(t.TempDir(), "audit.log"), logs: &testutil.Buffer{}}
 	if stock.download == "" {
 		stock.download = "https://stock.adobe.com"
 	}
 	if opts.Audit == nil {
-		audit, err := OpenAuditLog(lr.audit, time.Now(), nil)
+		audit, err := audit.Open(lr.audit, time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +118,7 @@ func newLicensingRoute(t *testing.T, stock *fakeStock, opts RouteOptions, mutate
 	}
 	opts.Logger = slog.New(slog.NewJSONHandler(lr.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics()
+		opts.Metrics = metrics.New()
 	}
 	lr.front = guardedRoute(t, stock, opts, func(rc *config.Route) {
 		rc.AllowLicense = true
@@ -140,127 +143,28 @@ func (lr *licensingRoute) get(t *testing.T, pathAndQuery string, headers ...stri
 	return resp
 }
 
-func (lr *licensingRoute) auditLines(t *testing.T) []AuditRecord {
+func (lr *licensingRoute) auditLines(t *testing.T) []audit.Record {
 	t.Helper()
 	return readAudit(t, lr.audit)
 }
 
-func readAudit(t *testing.T, path string) []AuditRecord {
+func readAudit(t *testing.T, path string) []audit.Record {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []AuditRecord
+	var out []audit.Record
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var rec AuditRecord
+		var rec audit.Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("audit line %q: %v", sc.Text(), err)
 		}
 		out = append(out, rec)
 	}
 	return out
-}
-
-func TestParseLicenceQuery(t *testing.T) {
-	tests := []struct {
-		query string
-		want  licenceRequest
-		bad   bool
-	}{
-		{"content_id=123&license=Standard", licenceRequest{ContentID: "123", License: "Standard"}, false},
-		{"content_id=123", licenceRequest{ContentID: "123"}, false},
-		{"license=Video_HD&content_id=9&license_again=true", licenceRequest{ContentID: "9", License: "Video_HD", Again: true}, false},
-		{"content%5Fid=77&license=Standard", licenceRequest{ContentID: "77", License: "Standard"}, false},
-		{"", licenceRequest{}, true},
-		{"content_id=", licenceRequest{}, true},
-		{"content_id=0123", licenceRequest{}, true},
-		{"content_id=12a", licenceRequest{}, true},
-		{"content_id=-1", licenceRequest{}, true},
-		{"content_id=+1", licenceRequest{}, true},
-		{"content_id=1&content_id=2", licenceRequest{}, true},
-		{"content_id[]=1", licenceRequest{}, true},
-		{"content_id=1&content_id[0]=2", licenceRequest{}, true},
-		{"content_id=1;content_id=2", licenceRequest{}, true},
-		{"content_id=1&license=Standard&license=Extended", licenceRequest{}, true},
-		{"content_id=1&license=Stand%20ard", licenceRequest{}, true},
-		{"content_id=1&license_again=true&license_again=false", licenceRequest{}, true},
-		{"content_id=1234567890123456789", licenceRequest{}, true},
-	}
-	for _, tt := range tests {
-		got, err := parseLicenceQuery(tt.query)
-		if (err != nil) != tt.bad {
-			t.Errorf("parseLicenceQuery(%q) error = %v, want bad=%v", tt.query, err, tt.bad)
-			continue
-		}
-		if !tt.bad && got != tt.want {
-			t.Errorf("parseLicenceQuery(%q) = %+v, want %+v", tt.query, got, tt.want)
-		}
-	}
-}
-
-func TestClassifyStock(t *testing.T) {
-	tests := map[string]stockPath{
-		"/Rest/Libraries/1/Content/License":                      pathLicence,
-		"/Rest/Libraries/1/Content/License/":                     pathLicence,
-		"/rest/libraries/1/content/LICENSE":                      pathLicence,
-		"//Rest//Libraries/1/Content/License":                    pathLicence,
-		"/Rest/Libraries/1/Content/./License":                    pathLicence,
-		"/Rest/Libraries/1/Member/../Content/License":            pathLicence,
-		`\Rest\Libraries\1\Content\License`:                      pathLicence,
-		"/Rest/Libraries/1/Content/%4Cicense":                    pathLicence, // %254C once decoded by net/http
-		"/Rest/Libraries/1/Content/License.json":                 pathLicence,
-		"/Rest/Libraries/1/Content/License/../Info":              pathLicence, // an upstream that does not clean would route it to License
-		"/Rest/Libraries/1/Content/Info":                         pathLicensing,
-		"/Rest/Libraries/1/Member/LicenseHistory":                pathLicensing,
-		"/Rest/Libraries/Download/123/1":                         pathDownload,
-		"/Rest/Libraries/Watermarked/Download/123/0":             pathDownload,
-		"/Rest/Media/1/Search/Files":                             pathOther,
-		"/Rest/Libraries/1/Member/Profile":                       pathOther,
-		"/Rest/Libraries/Download/../1/Member/Profile":           pathOther,
-		"/Rest/Libraries/Download/../1/Content/License":          pathLicence,
-		"/Rest/Libraries/Download/%2e%2e/1/Content/License?x=1":  pathLicence,
-		"/Rest/Libraries/1/Content/Licens":                       pathOther,
-		"/api/assets.json":                                       pathOther,
-		"/Rest/Libraries/Watermarked/Download/../../1/Content/X": pathOther,
-	}
-	for p, want := range tests {
-		if got := classifyStock(p); got != want {
-			t.Errorf("classifyStock(%q) = %d, want %d", p, got, want)
-		}
-	}
-}
-
-func TestLicenceLimit_ConcurrentCallsCannotOvershoot(t *testing.T) {
-	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	l := newLicenceLimit(3, utcDay(now), 1) // one made earlier today
-	var granted atomic.Int64
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			if l.reserve(now) {
-				granted.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if got := granted.Load(); got != 2 {
-		t.Fatalf("%d calls got a slot, want 2 (limit 3, 1 made)", got)
-	}
-	l.settle(now, false) // one failed: its slot is free again
-	if !l.reserve(now) {
-		t.Fatal("a failed call's slot was not given back")
-	}
-	l.settle(now, true)
-	l.settle(now, true)
-	if l.reserve(now) {
-		t.Fatal("a slot granted beyond the limit")
-	}
-	if !l.reserve(now.Add(12 * time.Hour)) {
-		t.Fatal("the limit did not start over at midnight UTC")
-	}
 }
 
 func TestRoute_LicensingDisabledByDefault(t *testing.T) {
@@ -274,30 +178,30 @@ func TestRoute_LicensingDisabledByDefault(t *testing.T) {
 		}
 		if method == "HEAD" {
 			resp.Body.Close()
-			if resp.StatusCode != 403 || resp.Header.Get(ErrorHeader) != CodeLicensingDisabled {
-				t.Errorf("HEAD: %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
+			if resp.StatusCode != 403 || resp.Header.Get(route.ErrorHeader) != route.CodeLicensingDisabled {
+				t.Errorf("HEAD: %d %s", resp.StatusCode, resp.Header.Get(route.ErrorHeader))
 			}
 			continue
 		}
-		body := decodeProxyError(t, resp, 403, CodeLicensingDisabled)
+		body := decodeProxyError(t, resp, 403, route.CodeLicensingDisabled)
 		if !strings.Contains(body.Message, "IMSPROXY_STOCK_ALLOW_LICENSE=true") {
 			t.Errorf("message %q does not name the variable", body.Message)
 		}
 	}
-	if n := stock.licences.Load() + stock.searches.Load(); n != 0 {
+	if n := stock.licenses.Load() + stock.searches.Load(); n != 0 {
 		t.Fatalf("%d requests reached Stock", n)
 	}
 	lines := lr.auditLines(t)
 	if len(lines) != 4 {
 		t.Fatalf("%d audit lines, want 4", len(lines))
 	}
-	if l := lines[0]; l.Outcome != CodeLicensingDisabled || l.ContentID != "1" || l.License != "Standard" ||
+	if l := lines[0]; l.Outcome != route.CodeLicensingDisabled || l.ContentID != "1" || l.License != "Standard" ||
 		l.Status != 403 || l.UpstreamStatus != 0 || l.Route != "stock" || l.RequestID == "" || l.Time.IsZero() {
 		t.Fatalf("audit line %+v", l)
 	}
 }
 
-func TestRoute_LicenceAllowedRewritesURLAndAudits(t *testing.T) {
+func TestRoute_LicenseAllowedRewritesURLAndAudits(t *testing.T) {
 	for _, variant := range []struct {
 		name          string
 		gzip, escaped bool
@@ -345,7 +249,7 @@ func TestRoute_LicenceAllowedRewritesURLAndAudits(t *testing.T) {
 			if len(lines) != 1 {
 				t.Fatalf("%d audit lines", len(lines))
 			}
-			if l := lines[0]; l.Outcome != outcomeLicensed || l.UpstreamStatus != 200 || l.Status != 200 ||
+			if l := lines[0]; l.Outcome != audit.OutcomeLicensed || l.UpstreamStatus != 200 || l.Status != 200 ||
 				l.RequestID != "lic-1" || l.PurchaseState != "just_purchased" || l.Editorial != "no" || l.Remote != "127.0.0.1" {
 				t.Fatalf("audit line %+v", l)
 			}
@@ -353,14 +257,14 @@ func TestRoute_LicenceAllowedRewritesURLAndAudits(t *testing.T) {
 	}
 }
 
-func TestRoute_LicenceOutcomes(t *testing.T) {
+func TestRoute_LicenseOutcomes(t *testing.T) {
 	stock := &fakeStock{
 		editorial: map[string]bool{"1": false, "2": false, "3": false, "5": false, "6": true, "7": false},
 		states:    map[string]string{"2": "purchased", "3": "not_possible"},
 	}
-	callers, _ := loadTestCallers(t, callersJSON(
-		callerEntry{Name: "buyer", KeySHA256: "buyer-key", Routes: []string{"stock"}, License: true},
-		callerEntry{Name: "viewer", KeySHA256: "viewer-key", Routes: []string{"stock"}}))
+	callers, _ := loadTestCallers(t, testutil.CallersJSON(
+		testutil.Caller{Name: "buyer", Key: "buyer-key", Routes: []string{"stock"}, License: true},
+		testutil.Caller{Name: "viewer", Key: "viewer-key", Routes: []string{"stock"}}))
 	lr := newLicensingRoute(t, stock, RouteOptions{Callers: callers}, func(rc *config.Route) { rc.LicenseDailyLimit = 2 })
 	const lic = "/Rest/Libraries/1/Content/License?license=Standard&content_id="
 	steps := []struct {
@@ -371,17 +275,17 @@ func TestRoute_LicenceOutcomes(t *testing.T) {
 		code    string // proxy error code, "" for Stock's answer
 		outcome string
 	}{
-		{"no caller key", lic + "1", nil, 401, CodeUnauthorizedCaller, CodeUnauthorizedCaller},
-		{"caller without the licence right", lic + "1", []string{"X-Api-Key", "viewer-key"}, 403, CodeForbidden, CodeForbidden},
-		{"malformed", lic + "01", []string{"X-Api-Key", "buyer-key"}, 400, "bad_request", outcomeBadRequest},
-		{"form body", lic + "1", []string{"X-Api-Key", "buyer-key", "Content-Type", "application/x-www-form-urlencoded"}, 400, "bad_request", outcomeBadRequest},
-		{"editorial", lic + "6", []string{"X-Api-Key", "buyer-key"}, 403, CodeEditorialUseOnly, CodeEditorialUseOnly},
-		{"not listed by search", lic + "99", []string{"X-Api-Key", "buyer-key"}, 403, CodeEditorialUseOnly, outcomeEditorialCheck},
-		{"already licensed: no credit, not counted", lic + "2", []string{"X-Api-Key", "buyer-key"}, 200, "", outcomeAlreadyLicensed},
-		{"not possible: not counted", lic + "3", []string{"X-Api-Key", "buyer-key"}, 200, "", outcomeNotPossible},
-		{"licensed 1 of 2", lic + "1", []string{"Authorization", "Bearer buyer-key"}, 200, "", outcomeLicensed},
-		{"editorial with the caller's consent: 2 of 2", lic + "6", []string{"X-Api-Key", "buyer-key", allowEditorialHeader, "true"}, 200, "", outcomeLicensed},
-		{"limit reached", lic + "7", []string{"X-Api-Key", "buyer-key"}, 429, CodeLicenseLimitReached, CodeLicenseLimitReached},
+		{"no caller key", lic + "1", nil, 401, route.CodeUnauthorizedCaller, route.CodeUnauthorizedCaller},
+		{"caller without the license right", lic + "1", []string{"X-Api-Key", "viewer-key"}, 403, route.CodeForbidden, route.CodeForbidden},
+		{"malformed", lic + "01", []string{"X-Api-Key", "buyer-key"}, 400, "bad_request", audit.OutcomeBadRequest},
+		{"form body", lic + "1", []string{"X-Api-Key", "buyer-key", "Content-Type", "application/x-www-form-urlencoded"}, 400, "bad_request", audit.OutcomeBadRequest},
+		{"editorial", lic + "6", []string{"X-Api-Key", "buyer-key"}, 403, route.CodeEditorialUseOnly, route.CodeEditorialUseOnly},
+		{"not listed by search", lic + "99", []string{"X-Api-Key", "buyer-key"}, 403, route.CodeEditorialUseOnly, audit.OutcomeEditorialCheck},
+		{"already licensed: no credit, not counted", lic + "2", []string{"X-Api-Key", "buyer-key"}, 200, "", audit.OutcomeAlreadyLicensed},
+		{"not possible: not counted", lic + "3", []string{"X-Api-Key", "buyer-key"}, 200, "", audit.OutcomeNotPossible},
+		{"licensed 1 of 2", lic + "1", []string{"Authorization", "Bearer buyer-key"}, 200, "", audit.OutcomeLicensed},
+		{"editorial with the caller's consent: 2 of 2", lic + "6", []string{"X-Api-Key", "buyer-key", allowEditorialHeader, "true"}, 200, "", audit.OutcomeLicensed},
+		{"limit reached", lic + "7", []string{"X-Api-Key", "buyer-key"}, 429, route.CodeLicenseLimitReached, route.CodeLicenseLimitReached},
 	}
 	for i, st := range steps {
 		resp := lr.get(t, st.path, st.headers...)
@@ -404,7 +308,7 @@ func TestRoute_LicenceOutcomes(t *testing.T) {
 			t.Errorf("%s: audit line %+v, want outcome %s", st.name, got, st.outcome)
 		}
 	}
-	if n := stock.licences.Load(); n != 4 {
+	if n := stock.licenses.Load(); n != 4 {
 		t.Errorf("Stock licensed %d times, want 4", n)
 	}
 	for _, r := range stock.seen {
@@ -429,9 +333,9 @@ func TestRoute_EditorialCheckFailsClosed(t *testing.T) {
 		code   string
 		says   string
 	}{
-		{"search answers 503", &fakeStock{searchErr: 503}, 502, CodeUpstreamUnreachable, "HTTP 503"},
-		{"search answers 500", &fakeStock{searchErr: 500}, 502, CodeUpstreamUnreachable, "retry later"},
-		{"content not listed", &fakeStock{editorial: map[string]bool{}}, 403, CodeEditorialUseOnly, allowEditorialHeader},
+		{"search answers 503", &fakeStock{searchErr: 503}, 502, route.CodeUpstreamUnreachable, "HTTP 503"},
+		{"search answers 500", &fakeStock{searchErr: 500}, 502, route.CodeUpstreamUnreachable, "retry later"},
+		{"content not listed", &fakeStock{editorial: map[string]bool{}}, 403, route.CodeEditorialUseOnly, allowEditorialHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,17 +345,17 @@ func TestRoute_EditorialCheckFailsClosed(t *testing.T) {
 			if !strings.Contains(body.Message, tt.says) || !strings.Contains(body.Message, "5") {
 				t.Errorf("message %q does not say %q about content 5", body.Message, tt.says)
 			}
-			if n := tt.stock.licences.Load(); n != 0 {
-				t.Fatalf("the licence was forwarded although the check failed")
+			if n := tt.stock.licenses.Load(); n != 0 {
+				t.Fatalf("the license was forwarded although the check failed")
 			}
-			if l := lr.auditLines(t); len(l) != 1 || l[0].Outcome != outcomeEditorialCheck {
+			if l := lr.auditLines(t); len(l) != 1 || l[0].Outcome != audit.OutcomeEditorialCheck {
 				t.Fatalf("audit %+v", l)
 			}
 		})
 	}
 	t.Run("Stock unreachable", func(t *testing.T) {
 		lr := newLicensingRoute(t, &fakeStock{}, RouteOptions{}, func(rc *config.Route) { rc.Upstream = mustURL(t, "http://"+closedPort(t)) })
-		decodeProxyError(t, lr.get(t, "/Rest/Libraries/1/Content/License?content_id=5"), 502, CodeUpstreamUnreachable)
+		decodeProxyError(t, lr.get(t, "/Rest/Libraries/1/Content/License?content_id=5"), 502, route.CodeUpstreamUnreachable)
 	})
 }
 
@@ -466,7 +370,7 @@ func TestRoute_EditorialAnswerIsCached(t *testing.T) {
 		}
 	}
 	if n := stock.searches.Load(); n != 1 {
-		t.Fatalf("%d editorial lookups for 3 licences of one asset, want 1", n)
+		t.Fatalf("%d editorial lookups for 3 licenses of one asset, want 1", n)
 	}
 	search := stock.seen[0]
 	if search.Header.Get("Authorization") != "Bearer "+routeToken || search.Header.Get("X-Api-Key") != "client-id-1" ||
@@ -475,102 +379,12 @@ func TestRoute_EditorialAnswerIsCached(t *testing.T) {
 	}
 }
 
-func TestEditorialCache_Expires(t *testing.T) {
-	now := time.Now()
-	c := newEditorialCache(func() time.Time { return now })
-	c.put("1", true)
-	if ed, ok := c.get("1"); !ok || !ed {
-		t.Fatal("fresh entry not found")
-	}
-	now = now.Add(editorialTTL)
-	if _, ok := c.get("1"); ok {
-		t.Fatal("expired entry served")
-	}
-	for i := range editorialCacheSize + 10 {
-		c.put(strconv.Itoa(i), false)
-	}
-	if len(c.m) > editorialCacheSize {
-		t.Fatalf("cache holds %d entries, bound %d", len(c.m), editorialCacheSize)
-	}
-}
-
-func TestEditorialFlag(t *testing.T) {
-	tests := []struct {
-		body string
-		want bool
-		fail editorialFailure // -1: no error
-	}{
-		{`{"files":[{"id":5,"is_editorial":true}]}`, true, -1},
-		{`{"files":[{"id":"5","is_editorial":"false"}]}`, false, -1},
-		{`{"files":[{"id":5,"is_editorial":1}]}`, true, -1},
-		{`{"files":[{"id":5,"is_editorial":""}]}`, false, -1},
-		{`{"files":[{"id":6,"is_editorial":false},{"id":5,"is_editorial":true}]}`, true, -1},
-		{`{"files":[{"id":5}]}`, false, failNoFlag},
-		{`{"files":[{"id":5,"is_editorial":null}]}`, false, failNoFlag},
-		{`{"files":[{"id":55,"is_editorial":false}]}`, false, failUnlisted},
-		{`{"files":[]}`, false, failUnlisted},
-		{`<html>`, false, failNoFlag},
-	}
-	for _, tt := range tests {
-		got, err := editorialFlag([]byte(tt.body), "5")
-		var ee *editorialError
-		switch {
-		case tt.fail < 0 && (err != nil || got != tt.want):
-			t.Errorf("%s: %v, %v; want %v", tt.body, got, err, tt.want)
-		case tt.fail >= 0 && (!errorsAs(err, &ee) || ee.kind != tt.fail):
-			t.Errorf("%s: error %v, want kind %d", tt.body, err, tt.fail)
-		}
-	}
-}
-
-func TestAuditLog_DailyCountSurvivesRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.log")
-	now := time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC)
-	var buf bytes.Buffer
-	line := func(at time.Time, route, outcome string) {
-		b, _ := json.Marshal(AuditRecord{Time: at, Route: route, Outcome: outcome, ContentID: "1"})
-		buf.Write(append(b, '\n'))
-	}
-	// Yesterday's licences, more than a block of them, must not count.
-	for i := range 2000 {
-		line(now.Add(-30*time.Hour+time.Duration(i)*time.Second), "stock", outcomeLicensed)
-	}
-	line(now.Add(-10*time.Hour+time.Minute), "stock", outcomeLicensed) // 00:01 today
-	line(now.Add(-time.Hour), "stock", outcomeLicensed)
-	line(now.Add(-time.Hour), "stock", CodeEditorialUseOnly)
-	line(now.Add(-time.Hour), "stock", outcomeAlreadyLicensed)
-	line(now.Add(-time.Hour), "stock2", outcomeLicensed)
-	buf.WriteString(`{"time":"2025-06-02T09:59:00Z","route":"stock","outc`) // torn by a crash
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := OpenAuditLog(path, now, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	day := utcDay(now)
-	if got := a.licencesOn(day, "stock"); got != 2 {
-		t.Errorf("stock: %d licences today, want 2", got)
-	}
-	if got := a.licencesOn(day, "stock2"); got != 1 {
-		t.Errorf("stock2: %d licences today, want 1", got)
-	}
-	if got := a.licencesOn("2025-06-03", "stock"); got != 0 {
-		t.Errorf("another day: %d", got)
-	}
-	info, _ := os.Stat(path)
-	if info.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v", info.Mode().Perm())
-	}
-}
-
 func TestRoute_DailyLimitCountsAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	stock := &fakeStock{editorial: map[string]bool{"1": false, "2": false}}
 	start := func() *licensingRoute {
-		a, err := OpenAuditLog(path, time.Now(), nil)
+		a, err := audit.Open(path, time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -581,41 +395,12 @@ func TestRoute_DailyLimitCountsAcrossRestart(t *testing.T) {
 	}
 	first := start()
 	if resp := first.get(t, "/Rest/Libraries/1/Content/License?content_id=1&license=Standard"); resp.StatusCode != 200 {
-		t.Fatalf("first licence: %d", resp.StatusCode)
+		t.Fatalf("first license: %d", resp.StatusCode)
 	}
 	second := start() // a restarted proxy reading the same audit log
-	decodeProxyError(t, second.get(t, "/Rest/Libraries/1/Content/License?content_id=2&license=Standard"), 429, CodeLicenseLimitReached)
-	if n := stock.licences.Load(); n != 1 {
+	decodeProxyError(t, second.get(t, "/Rest/Libraries/1/Content/License?content_id=2&license=Standard"), 429, route.CodeLicenseLimitReached)
+	if n := stock.licenses.Load(); n != 1 {
 		t.Fatalf("Stock licensed %d times, want 1", n)
-	}
-}
-
-func TestScanLinesBackward(t *testing.T) {
-	var want []string
-	var buf bytes.Buffer
-	for i := range 5000 {
-		s := strings.Repeat(strconv.Itoa(i), i%40+1)
-		want = append(want, s)
-		buf.WriteString(s + "\n")
-		if i%1000 == 0 {
-			buf.WriteString("\n") // empty lines are skipped
-		}
-	}
-	var got []string
-	err := scanLinesBackward(bytes.NewReader(buf.Bytes()), int64(buf.Len()), func(line []byte) bool {
-		got = append(got, string(line))
-		return true
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%d lines, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[len(got)-1-i] != want[i] {
-			t.Fatalf("line %d = %q, want %q", i, got[len(got)-1-i], want[i])
-		}
 	}
 }
 
@@ -628,27 +413,7 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func TestRoute_LicenceWithOversizedBodyIsAudited(t *testing.T) {
+func TestRoute_LicenseWithOversizedBodyIsAudited(t *testing.T) {
 	stock := &fakeStock{editorial: map[string]bool{"1": false}}
 	lr := newLicensingRoute(t, stock, RouteOptions{}, func(rc *config.Route) { rc.MaxBodyBytes = 1024 })
 	resp, err := http.Post(lr.front.URL+"/Rest/Libraries/1/Content/License?content_id=1&license=Standard", "application/json",
@@ -656,11 +421,11 @@ func TestRoute_LicenceWithOversizedBodyIsAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decodeProxyError(t, resp, http.StatusRequestEntityTooLarge, CodeBodyTooLarge)
-	if l := lr.auditLines(t); len(l) != 1 || l[0].Outcome != CodeBodyTooLarge || l[0].Status != 413 || l[0].ContentID != "1" {
+	decodeProxyError(t, resp, http.StatusRequestEntityTooLarge, route.CodeBodyTooLarge)
+	if l := lr.auditLines(t); len(l) != 1 || l[0].Outcome != route.CodeBodyTooLarge || l[0].Status != 413 || l[0].ContentID != "1" {
 		t.Fatalf("audit %+v", l)
 	}
-	if stock.licences.Load() != 0 {
+	if stock.licenses.Load() != 0 {
 		t.Fatal("forwarded")
 	}
 }

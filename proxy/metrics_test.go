@@ -13,16 +13,22 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/cache"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
 func TestMetrics_CertificateExpiryOnlyForRoutesWithACertificate(t *testing.T) {
-	m := NewMetrics()
+	m := metrics.New()
 	notAfter := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
-	m.watchCertificate("aem", func() time.Time { return notAfter })
-	m.watchCertificate("stock", func() time.Time { return time.Time{} })
+	m.WatchCertificate("aem", func() time.Time { return notAfter })
+	m.WatchCertificate("stock", func() time.Time { return time.Time{} })
 
-	got := samples(t, m, "imsproxy_certificate_expiry_timestamp_seconds")
+	got := testutil.Samples(t, m.Handler(), "imsproxy_certificate_expiry_timestamp_seconds")
 	if len(got) != 1 || got["aem"] != float64(notAfter.Unix()) {
 		t.Fatalf("certificate samples = %v, want only aem = %d", got, notAfter.Unix())
 	}
@@ -31,12 +37,12 @@ func TestMetrics_CertificateExpiryOnlyForRoutesWithACertificate(t *testing.T) {
 // A cached route's hit, miss and eviction counters exist at 0 before the
 // first search, so that a rate over them is defined from the start.
 func TestMetrics_CacheCountersStartAtZero(t *testing.T) {
-	m := NewMetrics()
-	rc := testRouteConfig(t, "http://127.0.0.1:1")
+	m := metrics.New()
+	rc := testroute.Stock(t, "http://127.0.0.1:1")
 	rc.Cache = config.Cache{Size: 10, TTL: time.Minute, MaxBytes: 1 << 20}
-	newCache(rc, time.Now, m)
+	cache.New(rc, time.Now, nil, m)
 	for _, name := range []string{"imsproxy_cache_hits_total", "imsproxy_cache_misses_total", "imsproxy_cache_evictions_total"} {
-		got := samples(t, m, name)
+		got := testutil.Samples(t, m.Handler(), name)
 		if v, ok := got[rc.Name]; len(got) != 1 || !ok || v != 0 {
 			t.Errorf("%s = %v, want only %s = 0", name, got, rc.Name)
 		}
@@ -58,11 +64,11 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 		_, _ = io.WriteString(w, `{"nb_results":0,"files":[]}`)
 	}))
 	t.Cleanup(up.Close)
-	m := NewMetrics()
+	m := metrics.New()
 	src := &countingSource{}
-	var routes []*Route
+	var routes []*testRoute
 	for _, typ := range []config.RouteType{config.TypeStock, config.TypeGeneric} {
-		rc := testRouteConfig(t, up.URL)
+		rc := testroute.Stock(t, up.URL)
 		rc.Name, rc.Type = string(typ), typ
 		if typ == config.TypeStock {
 			rc.Cache = config.Cache{Size: 1000, TTL: time.Hour, MaxBytes: 1 << 20}
@@ -95,7 +101,7 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 			case 0: // a search, sent twice: a miss, then a hit
 				target = "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=" + random("word-")
 				method, reps = "GET", 2
-			case 1: // a licence: licensing is off, so refused
+			case 1: // a license: licensing is off, so refused
 				target = "/Rest/Libraries/1/Content/License?content_id=" + random("") + "&license=Standard"
 			}
 			for range reps {
@@ -127,16 +133,13 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 	bounded := map[string][]string{
 		"route":   {"stock", "generic"},
 		"method":  {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "COPY", "MOVE", "OTHER"},
-		"code":    append(statusClasses[:], "other"),
+		"code":    {"1xx", "2xx", "3xx", "4xx", "5xx", "other"},
 		"cache":   {"hit", "miss", "bypass", "stale", "none"},
 		"auth":    {"oauth", "jwt", "token", "none"},
-		"outcome": {"success", "failure", outcomeLicensed, outcomeAlreadyLicensed, outcomeNotPossible, outcomeFailed, outcomeBadRequest, outcomeEditorialCheck, CodeUnauthorizedCaller, CodeForbidden, CodeBodyTooLarge, CodeLicensingDisabled, CodeLicenseLimitReached, CodeEditorialUseOnly},
-		"error":   append(tokens.ErrorCodes(), ""),
+		"outcome": {"success", "failure", audit.OutcomeLicensed, audit.OutcomeAlreadyLicensed, audit.OutcomeNotPossible, audit.OutcomeFailed, audit.OutcomeBadRequest, audit.OutcomeEditorialCheck, route.CodeUnauthorizedCaller, route.CodeForbidden, route.CodeBodyTooLarge, route.CodeLicensingDisabled, route.CodeLicenseLimitReached, route.CodeEditorialUseOnly},
+		"error":   append(imsErrorCodes, ""),
 	}
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := testutil.Families(t, m.Handler())
 	seen := map[string]map[string]bool{}
 	for _, f := range families {
 		if !strings.HasPrefix(f.GetName(), "imsproxy_") {
@@ -155,10 +158,10 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 		}
 	}
 	// The test saw what it meant to: odd methods, every status class,
-	// both cache results, a refused licence, a failed exchange's code.
+	// both cache results, a refused license, a failed exchange's code.
 	for name, values := range map[string][]string{
 		"method": {"OTHER", "GET", "POST"}, "code": {"2xx", "3xx", "4xx", "5xx"}, "cache": {"miss", "hit"},
-		"outcome": {CodeLicensingDisabled, "success", "failure"}, "error": {"invalid_client", "http_4xx"},
+		"outcome": {route.CodeLicensingDisabled, "success", "failure"}, "error": {"invalid_client", "http_4xx"},
 	} {
 		for _, v := range values {
 			if !seen[name][v] {
@@ -178,13 +181,10 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 }
 
 // countSeries counts the imsproxy_* series (a histogram is one).
-func countSeries(t *testing.T, m *Metrics) int {
+func countSeries(t *testing.T, m *metrics.Metrics) int {
 	t.Helper()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
+	families := testutil.Families(t, m.Handler())
 	for _, f := range families {
 		if strings.HasPrefix(f.GetName(), "imsproxy_") {
 			n += len(f.GetMetric())
@@ -192,3 +192,10 @@ func countSeries(t *testing.T, m *Metrics) int {
 	}
 	return n
 }
+
+// imsErrorCodes are the values tokens.ErrorCode returns: IMS's known codes,
+// then imsproxy's for failures IMS did not name.
+var imsErrorCodes = []string{"invalid_client", "invalid_token", "invalid_signature", "invalid_jti", "invalid_scope",
+	"bad_request", "invalid_request", "invalid_grant", "unauthorized_client", "unsupported_grant_type", "internal_error",
+	"server_error", "temporarily_unavailable", "ims_unreachable", "invalid_response", "http_3xx", "http_4xx", "http_429",
+	"http_5xx", "token_expired", "other"}

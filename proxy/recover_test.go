@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -25,11 +29,11 @@ func (panickingTokens) Token(context.Context) (tokens.Token, error) {
 func (panickingTokens) Invalidate(string) bool { return false }
 
 func TestRoute_PanicIsAnswered500WithoutLeaking(t *testing.T) {
-	up := httptest.NewServer(&recordingUpstream{})
+	up := httptest.NewServer(&testutil.Upstream{})
 	t.Cleanup(up.Close)
-	logs := &syncBuffer{}
-	metrics := NewMetrics()
-	rt := NewRoute(testRouteConfig(t, up.URL), panickingTokens{}, RouteOptions{
+	logs := &testutil.Buffer{}
+	metrics := metrics.New()
+	rt := NewRoute(testroute.Stock(t, up.URL), panickingTokens{}, RouteOptions{
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: metrics})
 	front := httptest.NewServer(rt)
 	t.Cleanup(front.Close)
@@ -68,8 +72,8 @@ func TestRoute_PanicIsAnswered500WithoutLeaking(t *testing.T) {
 }
 
 func TestRecoverPanics_CutsAStartedAnswer(t *testing.T) {
-	logs := &syncBuffer{}
-	h := recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	logs := &testutil.Buffer{}
+	h := route.Recover(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/late" {
 			w.Header().Set("Content-Length", "100")
 			_, _ = io.WriteString(w, "partial")

@@ -4,12 +4,14 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // Adobe Stock echoes X-Request-Id in its answers; the caller must still see
 // the id once, not once from the proxy and once from the upstream.
 func TestRoute_RequestIDOnceWhenUpstreamEchoesIt(t *testing.T) {
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("X-Request-Id", r.Header.Get("X-Request-Id"))
 	}}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)

@@ -12,12 +12,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -38,63 +40,12 @@ func (s *countingSource) Fetch(context.Context) (tokens.Token, error) {
 
 func (s *countingSource) failWith(err error) { s.err.Store(&err) }
 
-// seen is what an upstream test server observed of one request.
-type seen struct {
-	Method, Path, RawQuery, Host string
-	Header                       http.Header
-	Body                         []byte
-}
-
-// recordingUpstream answers 200 "ok" and remembers every request.
-type recordingUpstream struct {
-	mu       sync.Mutex
-	requests []seen
-	handler  func(w http.ResponseWriter, r *http.Request, body []byte) // optional override
-}
-
-func (u *recordingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	u.mu.Lock()
-	u.requests = append(u.requests, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Clone(), body})
-	u.mu.Unlock()
-	if u.handler != nil {
-		u.handler(w, r, body)
-		return
-	}
-	_, _ = io.WriteString(w, "ok")
-}
-
-func (u *recordingUpstream) all() []seen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seen(nil), u.requests...)
-}
-
-func testRouteConfig(t testing.TB, upstream string) *config.Route {
-	t.Helper()
-	u, err := url.Parse(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &config.Route{
-		Name:         "stock",
-		Type:         config.TypeStock,
-		Listen:       "127.0.0.1:0",
-		Upstream:     u,
-		Auth:         config.AuthOAuth,
-		Credentials:  config.Credentials{ClientID: "client-id-1"},
-		Product:      "imsproxy/test",
-		Timeout:      5 * time.Second,
-		MaxBodyBytes: 4 << 20,
-	}
-}
-
 // newTestRoute serves a Route in front of up, with tokens from src.
 func newTestRoute(t *testing.T, up http.Handler, src tokens.Source, mutate func(*config.Route)) (*httptest.Server, *tokens.Manager) {
 	t.Helper()
 	upstream := httptest.NewServer(up)
 	t.Cleanup(upstream.Close)
-	rc := testRouteConfig(t, upstream.URL)
+	rc := testroute.Stock(t, upstream.URL)
 	if mutate != nil {
 		mutate(rc)
 	}
@@ -107,7 +58,7 @@ func newTestRoute(t *testing.T, up http.Handler, src tokens.Source, mutate func(
 // TestRoute_RawQueryUntouched: the upstream gets the caller's query byte for
 // byte, including what Go's query parser would drop or re-encode.
 func TestRoute_RawQueryUntouched(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)
 	for _, query := range []string{
 		"b=2&a=1&b=1",
@@ -122,7 +73,7 @@ func TestRoute_RawQueryUntouched(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		all := up.all()
+		all := up.All()
 		if got := all[len(all)-1].RawQuery; got != query {
 			t.Errorf("query %q reached the upstream as %q", query, got)
 		}
@@ -130,7 +81,7 @@ func TestRoute_RawQueryUntouched(t *testing.T) {
 }
 
 func TestRoute_ReplacesCallerCredentialsWithRouteOnes(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)
 
 	const query = "search_parameters%5Bwords%5D=cat+dog&result_columns[]=id&result_columns[]=title&locale=en_US"
@@ -147,7 +98,7 @@ func TestRoute_ReplacesCallerCredentialsWithRouteOnes(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status = %d", resp.StatusCode)
 	}
-	got := up.all()[0]
+	got := up.All()[0]
 	frontURL, _ := url.Parse(front.URL)
 	checks := []struct{ what, got, want string }{
 		{"Authorization", got.Header.Get("Authorization"), "Bearer token-1"},
@@ -176,7 +127,7 @@ func TestRoute_ReplacesCallerCredentialsWithRouteOnes(t *testing.T) {
 }
 
 func TestRoute_KeepsCallersXProductAndAddsNoneOffStock(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)
 	req, _ := http.NewRequest("GET", front.URL+"/x", nil)
 	req.Header.Set("X-Product", "LegacyApp/2.1")
@@ -185,24 +136,24 @@ func TestRoute_KeepsCallersXProductAndAddsNoneOffStock(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := up.all()[0].Header.Get("X-Product"); got != "LegacyApp/2.1" {
+	if got := up.All()[0].Header.Get("X-Product"); got != "LegacyApp/2.1" {
 		t.Fatalf("X-Product = %q, want the caller's", got)
 	}
 
-	aemUp := &recordingUpstream{}
+	aemUp := &testutil.Upstream{}
 	aem, _ := newTestRoute(t, aemUp, &countingSource{}, func(rc *config.Route) { rc.Name, rc.Type = "aem", config.TypeAEM })
 	resp, err = http.Get(aem.URL + "/api/assets.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := aemUp.all()[0].Header.Get("X-Product"); got != "" {
+	if got := aemUp.All()[0].Header.Get("X-Product"); got != "" {
 		t.Fatalf("aem route sent X-Product %q", got)
 	}
 }
 
 func TestRoute_RequestID(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, nil)
 
 	req, _ := http.NewRequest("GET", front.URL+"/x", nil)
@@ -215,7 +166,7 @@ func TestRoute_RequestID(t *testing.T) {
 	if got := resp.Header.Get("X-Request-Id"); got != "trace-42" {
 		t.Errorf("answer X-Request-Id = %q, want the caller's", got)
 	}
-	if got := up.all()[0].Header.Get("X-Request-Id"); got != "trace-42" {
+	if got := up.All()[0].Header.Get("X-Request-Id"); got != "trace-42" {
 		t.Errorf("upstream X-Request-Id = %q, want the caller's", got)
 	}
 
@@ -225,8 +176,8 @@ func TestRoute_RequestID(t *testing.T) {
 	}
 	resp.Body.Close()
 	generated := resp.Header.Get("X-Request-Id")
-	if generated == "" || up.all()[1].Header.Get("X-Request-Id") != generated {
-		t.Errorf("generated id %q not sent upstream (%q)", generated, up.all()[1].Header.Get("X-Request-Id"))
+	if generated == "" || up.All()[1].Header.Get("X-Request-Id") != generated {
+		t.Errorf("generated id %q not sent upstream (%q)", generated, up.All()[1].Header.Get("X-Request-Id"))
 	}
 }
 
@@ -240,8 +191,8 @@ func decodeProxyError(t *testing.T, resp *http.Response, status int, code string
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	if got := resp.Header.Get(ErrorHeader); got != code {
-		t.Errorf("%s = %q, want %q", ErrorHeader, got, code)
+	if got := resp.Header.Get(route.ErrorHeader); got != code {
+		t.Errorf("%s = %q, want %q", route.ErrorHeader, got, code)
 	}
 	var body errorBody
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
@@ -256,7 +207,7 @@ func decodeProxyError(t *testing.T, resp *http.Response, status int, code string
 func TestRoute_TokenUnavailable(t *testing.T) {
 	src := &countingSource{}
 	src.failWith(&tokens.IMSError{StatusCode: 400, Code: "invalid_signature"})
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, src, nil)
 	resp, err := http.Get(front.URL + "/x")
 	if err != nil {
@@ -265,18 +216,18 @@ func TestRoute_TokenUnavailable(t *testing.T) {
 	if resp.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After on 503")
 	}
-	body := decodeProxyError(t, resp, 503, CodeTokenUnavailable)
+	body := decodeProxyError(t, resp, 503, route.CodeTokenUnavailable)
 	if !strings.Contains(body.Message, "invalid_signature") {
 		t.Errorf("message %q does not carry the IMS error code", body.Message)
 	}
-	if n := len(up.all()); n != 0 {
+	if n := len(up.All()); n != 0 {
 		t.Errorf("%d requests reached the upstream without a token", n)
 	}
 }
 
 func TestRoute_Upstream401RefreshesAndRetriesOnce(t *testing.T) {
 	smallBody := strings.Repeat("s", 1000)
-	largeBody := strings.Repeat("L", maxReplayBody+10)
+	largeBody := strings.Repeat("L", 1<<20+10 /* over what is kept to replay */)
 	tests := []struct {
 		name        string
 		body        string
@@ -292,7 +243,7 @@ func TestRoute_Upstream401RefreshesAndRetriesOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := &recordingUpstream{handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			up := &testutil.Upstream{Handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
 				if r.Header.Get("Authorization") == "Bearer token-1" {
 					w.WriteHeader(401)
 					_, _ = io.WriteString(w, `{"error_code":"401013","message":"Oauth token is not valid"}`)
@@ -314,7 +265,7 @@ func TestRoute_Upstream401RefreshesAndRetriesOnce(t *testing.T) {
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
 			}
-			reqs := up.all()
+			reqs := up.All()
 			if len(reqs) != tt.wantUpCalls {
 				t.Fatalf("upstream saw %d requests, want %d", len(reqs), tt.wantUpCalls)
 			}
@@ -334,7 +285,7 @@ func TestRoute_Upstream401RefreshesAndRetriesOnce(t *testing.T) {
 }
 
 func TestRoute_Repeated401sForceAtMostOneRefresh(t *testing.T) {
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(401) }}
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) { w.WriteHeader(401) }}
 	src := &countingSource{}
 	front, _ := newTestRoute(t, up, src, nil)
 	for range 5 {
@@ -353,7 +304,7 @@ func TestRoute_Repeated401sForceAtMostOneRefresh(t *testing.T) {
 }
 
 func TestRoute_BodyTooLarge(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, func(rc *config.Route) { rc.MaxBodyBytes = 2 << 20 })
 	big := strings.Repeat("x", 2<<20+1)
 
@@ -361,13 +312,13 @@ func TestRoute_BodyTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decodeProxyError(t, resp, 413, CodeBodyTooLarge)
+	decodeProxyError(t, resp, 413, route.CodeBodyTooLarge)
 
 	resp, err = http.Post(front.URL+"/x", "text/plain", io.MultiReader(strings.NewReader(big)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	decodeProxyError(t, resp, 413, CodeBodyTooLarge)
+	decodeProxyError(t, resp, 413, route.CodeBodyTooLarge)
 
 	resp, err = http.Post(front.URL+"/x", "text/plain", strings.NewReader(big[1:]))
 	if err != nil {
@@ -393,31 +344,31 @@ func closedPort(t *testing.T) string {
 }
 
 func TestRoute_UpstreamUnreachable(t *testing.T) {
-	front, _ := newTestRoute(t, &recordingUpstream{}, &countingSource{}, func(rc *config.Route) {
+	front, _ := newTestRoute(t, &testutil.Upstream{}, &countingSource{}, func(rc *config.Route) {
 		rc.Upstream = &url.URL{Scheme: "http", Host: closedPort(t)}
 	})
 	resp, err := http.Get(front.URL + "/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	decodeProxyError(t, resp, 502, CodeUpstreamUnreachable)
+	decodeProxyError(t, resp, 502, route.CodeUpstreamUnreachable)
 }
 
 func TestRoute_UpstreamTimeout(t *testing.T) {
 	release := make(chan struct{})
-	up := &recordingUpstream{handler: func(http.ResponseWriter, *http.Request, []byte) { <-release }}
+	up := &testutil.Upstream{Handler: func(http.ResponseWriter, *http.Request, []byte) { <-release }}
 	front, _ := newTestRoute(t, up, &countingSource{}, func(rc *config.Route) { rc.Timeout = 50 * time.Millisecond })
 	defer close(release)
 	resp, err := http.Get(front.URL + "/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	decodeProxyError(t, resp, 504, CodeUpstreamTimeout)
+	decodeProxyError(t, resp, 504, route.CodeUpstreamTimeout)
 }
 
 func TestRoute_UpstreamErrorsPassThroughUnchanged(t *testing.T) {
 	const stockError = `{"error_code":"403003","message":"Api Key is invalid"}`
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Upstream", "yes")
 		w.WriteHeader(403)
@@ -430,14 +381,14 @@ func TestRoute_UpstreamErrorsPassThroughUnchanged(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 403 || string(body) != stockError || resp.Header.Get("X-Upstream") != "yes" || resp.Header.Get(ErrorHeader) != "" {
+	if resp.StatusCode != 403 || string(body) != stockError || resp.Header.Get("X-Upstream") != "yes" || resp.Header.Get(route.ErrorHeader) != "" {
 		t.Fatalf("got %d %q (%v), want the upstream's answer unchanged", resp.StatusCode, body, resp.Header)
 	}
 }
 
 func TestRoute_StreamsAnswers(t *testing.T) {
 	finish := make(chan struct{})
-	up := &recordingUpstream{handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		_, _ = io.WriteString(w, "first\n")
 		w.(http.Flusher).Flush()
 		<-finish
@@ -462,7 +413,7 @@ func TestRoute_StreamsAnswers(t *testing.T) {
 }
 
 func TestRoute_PassesArbitraryMethodsAndHeaders(t *testing.T) {
-	up := &recordingUpstream{}
+	up := &testutil.Upstream{}
 	front, _ := newTestRoute(t, up, &countingSource{}, func(rc *config.Route) { rc.Type = config.TypeAEM })
 	req, _ := http.NewRequest("MOVE", front.URL+"/api/assets/a/b.jpg", bytes.NewReader(nil))
 	req.Header.Set("X-Destination", "/api/assets/c/b.jpg")
@@ -472,7 +423,7 @@ func TestRoute_PassesArbitraryMethodsAndHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	got := up.all()[0]
+	got := up.All()[0]
 	if got.Method != "MOVE" || got.Header.Get("X-Destination") != "/api/assets/c/b.jpg" || got.Header.Get("X-Overwrite") != "F" {
 		t.Fatalf("upstream saw %s %v", got.Method, got.Header)
 	}

@@ -1,3 +1,8 @@
+// Package proxy runs imsproxy's routes: one listener per route, each
+// serving the route's chain of stages (chain.go), and the admin listener
+// (/healthz, /readyz, /metrics, /cache/purge). It keeps the routes' tokens
+// fresh and reloads their credentials and the callers file when they
+// change.
 package proxy
 
 import (
@@ -12,6 +17,11 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/cache"
+	"github.com/imsproxy/imsproxy/proxy/callers"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -20,23 +30,33 @@ import (
 type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	metrics *Metrics
+	metrics *metrics.Metrics
 	now     func() time.Time
 
-	routes   []*Route
-	managers map[string]*tokens.Manager // by route name; absent for AUTH=none
-	creds    *credentialWatcher         // reloads, certificate expiry (reload.go)
-	sec      *security                  // callers file and audit log (security.go)
+	routes  []*routeState
+	rotator *tokens.Rotator
+	callers *callers.File // nil without IMSPROXY_CALLERS_FILE
+	audit   *audit.Log    // nil without IMSPROXY_AUDIT_LOG
 
 	listeners []net.Listener // routes in order, then admin
 
 	readHeaderTimeout, idleTimeout time.Duration // of every listener's http.Server
 }
 
+// routeState is one route as the server runs it.
+type routeState struct {
+	cfg     *config.Route
+	handler http.Handler
+	mgr     *tokens.Manager // nil for AUTH=none
+	cache   *cache.Cache    // nil unless a stock route with CACHE_SIZE > 0
+	live    *tokens.LiveCredentials
+}
+
 // Options tunes a Server.
 type Options struct {
 	Logger *slog.Logger
-	// Now is the clock of the token managers; nil = time.Now.
+	// Now is the clock of the token managers, the search cache and the
+	// license day; nil = time.Now.
 	Now func() time.Time
 	// TokenOptions overrides the managers' retry behaviour (tests).
 	TokenOptions tokens.Options
@@ -46,15 +66,15 @@ type Options struct {
 	ReadHeaderTimeout, IdleTimeout time.Duration
 }
 
-// New builds the routes of cfg. Nothing listens or fetches until Listen
-// and Run.
+// New builds the routes of cfg, which config.Load has validated: it fails
+// only when a file cannot be opened (the audit log), which the validation
+// has checked already. Nothing listens or fetches until Listen and Run.
 func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{
-		cfg:      cfg,
-		log:      opts.Logger,
-		metrics:  NewMetrics(),
-		now:      opts.Now,
-		managers: make(map[string]*tokens.Manager),
+		cfg:     cfg,
+		log:     opts.Logger,
+		metrics: metrics.New(),
+		now:     opts.Now,
 
 		readHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, 10*time.Second),
 		idleTimeout:       cmp.Or(opts.IdleTimeout, 2*time.Minute),
@@ -65,67 +85,65 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.creds = newCredentialWatcher(s.log, s.now, s.metrics)
-	sec, err := newSecurity(cfg, s.log, s.now())
-	if err != nil {
-		return nil, err // config.Problems
+	s.rotator = tokens.NewRotator(s.log, s.now)
+	if cfg.CallersFile != "" {
+		s.callers = callers.NewFile(cfg.CallersFile, cfg.RouteNames(), cfg.Callers, s.log)
 	}
-	s.sec = sec
+	if cfg.AuditLog != "" {
+		a, err := audit.Open(cfg.AuditLog, s.now(), s.log)
+		if err != nil {
+			return nil, fmt.Errorf("open the audit log (IMSPROXY_AUDIT_LOG): %w", err)
+		}
+		s.audit = a
+	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		transport := NewTransport(rc)
-		imsClient := &http.Client{Transport: transport, Timeout: tokens.DefaultFetchTimeout}
-		src, err := tokens.NewSource(rc, imsClient)
+		rs, err := s.newRoute(rc, opts.TokenOptions)
 		if err != nil {
-			sec.close()
+			_ = s.audit.Close()
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
-		var ts TokenSource
-		if src != nil {
-			mopts := opts.TokenOptions
-			mopts.Kind = string(rc.Auth)
-			mopts.Now = s.now
-			mopts.Logger = s.log
-			mopts.OnExchange = s.metrics.ObserveExchange
-			if also := opts.TokenOptions.OnExchange; also != nil {
-				mopts.OnExchange = func(e tokens.Exchange) { s.metrics.ObserveExchange(e); also(e) }
-			}
-			mgr := tokens.NewManager(rc.Name, src, mopts)
-			s.managers[rc.Name] = mgr
-			s.metrics.watchTokens(rc.Name, mgr, s.now)
-			ts = mgr
-		}
-		live := s.creds.add(rc, s.managers[rc.Name], imsClient)
-		s.metrics.watchCertificate(rc.Name, live.certificateExpiry)
-		route := NewRoute(rc, ts, RouteOptions{Logger: s.log, Transport: transport, Metrics: s.metrics,
-			Callers: sec.callers, Audit: sec.audit, Now: s.now})
-		live.onReplaced = func() { route.PurgeCache("credentials") }
-		s.routes = append(s.routes, route)
-		if rc.Auth == config.AuthOAuth && len(rc.Credentials.Scopes) == 0 {
-			s.log.Warn("no IMSPROXY_"+envName(rc.Name)+"_SCOPES for OAuth: IMS will answer invalid_scope if the credential needs any; copy the scopes from the Adobe Developer Console",
-				"route", rc.Name)
-		}
-		if rc.Type == config.TypeStock && rc.Auth == config.AuthJWT {
-			s.log.Warn("Adobe retired Service Account (JWT) credentials for Stock (end of life 2025-06-30); move this route to OAuth server-to-server credentials (AUTH=oauth)",
-				"route", rc.Name)
-		}
+		s.routes = append(s.routes, rs)
+		s.warn(rc)
 	}
 	return s, nil
 }
 
-// Routes returns the route handlers, in configuration order.
-func (s *Server) Routes() []*Route { return s.routes }
+// warn logs what the configuration allows but an operator should know.
+func (s *Server) warn(rc *config.Route) {
+	if rc.Type == config.TypeStock && rc.Auth == config.AuthJWT {
+		s.log.Warn("Adobe retired Service Account (JWT) credentials for Stock (end of life 2025-06-30); move this route to OAuth server-to-server credentials (AUTH=oauth)",
+			"route", rc.Name)
+	}
+	if rc.Type == config.TypeStock && rc.AllowLicense && s.audit == nil {
+		s.log.Warn("licensing is allowed but IMSPROXY_AUDIT_LOG is not set: licensing attempts are not audited", "route", rc.Name)
+	}
+}
 
 // Manager returns the token manager of a route (nil for AUTH=none or an
 // unknown route).
-func (s *Server) Manager(route string) *tokens.Manager { return s.managers[route] }
+func (s *Server) Manager(name string) *tokens.Manager {
+	if rs := s.route(name); rs != nil {
+		return rs.mgr
+	}
+	return nil
+}
+
+func (s *Server) route(name string) *routeState {
+	for _, rs := range s.routes {
+		if rs.cfg.Name == name {
+			return rs
+		}
+	}
+	return nil
+}
 
 // Listen binds every listener, so that a port in use is reported before
 // anything runs.
 func (s *Server) Listen() error {
 	addrs := make([]string, 0, len(s.routes)+1)
-	for _, rc := range s.cfg.Routes {
-		addrs = append(addrs, rc.Listen)
+	for _, rs := range s.routes {
+		addrs = append(addrs, rs.cfg.Listen)
 	}
 	addrs = append(addrs, s.cfg.AdminListen)
 	for i, addr := range addrs {
@@ -141,9 +159,16 @@ func (s *Server) Listen() error {
 
 func (s *Server) listenerName(i int) string {
 	if i < len(s.routes) {
-		return "route " + s.routes[i].Name()
+		return "route " + s.routes[i].cfg.Name
 	}
 	return "admin"
+}
+
+// Close releases the listeners and the audit log of a Server that will not
+// Run (Run releases them itself when it returns).
+func (s *Server) Close() error {
+	s.closeListeners()
+	return s.audit.Close()
 }
 
 func (s *Server) closeListeners() {
@@ -154,9 +179,9 @@ func (s *Server) closeListeners() {
 }
 
 // Addr is the bound address of a route's listener ("" before Listen).
-func (s *Server) Addr(route string) string {
-	for i, rt := range s.routes {
-		if rt.Name() == route && i < len(s.listeners) {
+func (s *Server) Addr(name string) string {
+	for i, rs := range s.routes {
+		if rs.cfg.Name == name && i < len(s.listeners) {
 			return s.listeners[i].Addr().String()
 		}
 	}
@@ -171,6 +196,17 @@ func (s *Server) AdminAddr() string {
 	return ""
 }
 
+// Reload reads every route's credentials and the callers file again, as
+// SIGHUP asks. New credentials replace the old once they have produced a
+// token (Run's rotator does it: Reload returns at once); the callers file
+// is read before Reload returns, and on error the previous callers stay.
+func (s *Server) Reload() {
+	s.rotator.Reload()
+	if s.callers != nil {
+		_, _ = s.callers.Reload() // logged there
+	}
+}
+
 // Run serves until ctx is done, then stops accepting, drains in-flight
 // requests for up to the shutdown timeout and returns. Listen must have
 // succeeded.
@@ -183,16 +219,20 @@ func (s *Server) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 
-	for _, mgr := range s.managers {
-		wg.Go(func() { mgr.Run(runCtx) })
+	for _, rs := range s.routes {
+		if rs.mgr != nil {
+			wg.Go(func() { rs.mgr.Run(runCtx) })
+		}
 	}
-	wg.Go(func() { s.creds.run(runCtx) })
-	wg.Go(func() { s.sec.run(runCtx) })
+	wg.Go(func() { s.rotator.Run(runCtx) })
+	if s.callers != nil {
+		wg.Go(func() { s.callers.Watch(runCtx, callers.PollInterval) })
+	}
 	handlers := make([]http.Handler, 0, len(s.listeners))
-	for _, rt := range s.routes {
-		handlers = append(handlers, rt)
+	for _, rs := range s.routes {
+		handlers = append(handlers, rs.handler)
 	}
-	handlers = append(handlers, recoverPanics(s.adminHandler(), s.log, "admin"))
+	handlers = append(handlers, route.Recover(s.adminHandler(), s.log, "admin"))
 
 	servers := make([]*http.Server, len(s.listeners))
 	errs := make(chan error, len(s.listeners))
@@ -226,7 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sw.Wait()
 	stop()
-	s.sec.close()
+	_ = s.audit.Close()
 	s.listeners = nil
 	return runErr
 }
@@ -243,8 +283,8 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 
 // Ready reports whether every route that needs a token holds a valid one.
 func (s *Server) Ready() bool {
-	for _, mgr := range s.managers {
-		if !mgr.Status().Ready {
+	for _, rs := range s.routes {
+		if rs.mgr != nil && !rs.mgr.Status().Ready {
 			return false
 		}
 	}

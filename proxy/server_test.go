@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -94,7 +96,7 @@ func strictUpstream(ims *fakeIMS, rejected *atomic.Int64) http.Handler {
 
 // oauthRoute is a route config with OAuth credentials against ims.
 func oauthRoute(t *testing.T, upstream, ims string) *config.Route {
-	rc := testRouteConfig(t, upstream)
+	rc := testroute.Stock(t, upstream)
 	rc.IMSURL = ims
 	rc.Credentials.ClientSecret = config.Secret("s3cret-value")
 	rc.Credentials.Scopes = []string{"openid"}
@@ -241,7 +243,7 @@ func TestProxy_IMSDownAtStartThen503ThenRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := decodeProxyError(t, resp, 503, CodeTokenUnavailable)
+	body := decodeProxyError(t, resp, 503, route.CodeTokenUnavailable)
 	if want := "internal_error"; !strings.Contains(body.Message, want) {
 		t.Errorf("message %q lacks the IMS code %q", body.Message, want)
 	}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/route"
 )
 
 // The tests below check what NewTransport promises an operator: HTTP/2 when
@@ -46,7 +47,7 @@ func (p *protoRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok")
 }
 
-func (p *protoRecorder) all() []string {
+func (p *protoRecorder) All() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.protos)
@@ -145,7 +146,7 @@ func getStatus(t *testing.T, client *http.Client, url string) (int, string) {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Header.Get(ErrorHeader)
+	return resp.StatusCode, resp.Header.Get(route.ErrorHeader)
 }
 
 func TestRoute_UsesHTTP2WithTLSUpstreamThatOffersIt(t *testing.T) {
@@ -156,7 +157,7 @@ func TestRoute_UsesHTTP2WithTLSUpstreamThatOffersIt(t *testing.T) {
 	if status, code := getStatus(t, client, front.URL+"/v1/items"); status != http.StatusOK {
 		t.Fatalf("status = %d %q, want 200", status, code)
 	}
-	if got := up.all(); !slices.Equal(got, []string{"HTTP/2.0"}) {
+	if got := up.All(); !slices.Equal(got, []string{"HTTP/2.0"}) {
 		t.Errorf("upstream saw protocols %q, want [HTTP/2.0]", got)
 	}
 }
@@ -169,7 +170,7 @@ func TestRoute_TrustsUpstreamCertificateOnlyThroughCAFile(t *testing.T) {
 		wantCode   string // X-Imsproxy-Error, "" for the upstream's answer
 		wantSeen   int    // requests the upstream received
 	}{
-		{"without CA_FILE the self-signed upstream is refused", false, http.StatusBadGateway, CodeUpstreamUnreachable, 0},
+		{"without CA_FILE the self-signed upstream is refused", false, http.StatusBadGateway, route.CodeUpstreamUnreachable, 0},
 		{"with CA_FILE the upstream is reached", true, http.StatusOK, "", 1},
 	}
 	for _, tt := range tests {
@@ -186,7 +187,7 @@ func TestRoute_TrustsUpstreamCertificateOnlyThroughCAFile(t *testing.T) {
 			if status != tt.wantStatus || code != tt.wantCode {
 				t.Errorf("answer %d %q, want %d %q", status, code, tt.wantStatus, tt.wantCode)
 			}
-			if got := len(up.all()); got != tt.wantSeen {
+			if got := len(up.All()); got != tt.wantSeen {
 				t.Errorf("upstream received %d requests, want %d", got, tt.wantSeen)
 			}
 		})
@@ -328,7 +329,7 @@ func TestRoute_ReachesHTTPSUpstreamThroughHTTPSProxy(t *testing.T) {
 			if got := len(proxy.connects()); got != tt.connects {
 				t.Errorf("proxy was asked for %d CONNECTs (%q), want %d", got, proxy.connects(), tt.connects)
 			}
-			if got := len(up.all()); got != tt.connects {
+			if got := len(up.All()); got != tt.connects {
 				t.Errorf("upstream received %d requests, want %d", got, tt.connects)
 			}
 		})

@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/internal/testutil"
+
 	"github.com/imsproxy/imsproxy/config"
 )
 
@@ -21,15 +22,8 @@ var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 func fixedClock() time.Time { return t0 }
 
-// testKey is generated once: a 2048-bit key takes long enough under -race to
-// matter when every test makes its own.
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
+// testKey is made once per process.
+func testKey() *rsa.PrivateKey { return testutil.RSA(0) }
 
 // seenRequest is what the fake IMS received.
 type seenRequest struct {

@@ -1,11 +1,8 @@
 package tokens
 
 import (
-	"context"
 	"errors"
-	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 )
 
@@ -60,14 +57,13 @@ func (e *IMSError) Error() string {
 // works on an IMS that did not answer in time.
 func (e *IMSError) Unwrap() error { return e.Err }
 
-// ims is the table of codes IMS is known to send (seed 003 for the JWT
-// exchange; RFC 6749 §5.2 and §4.1.2.1 for /ims/token/v3, whose error codes
-// Adobe does not document) with the likely cause to tell the operator and
-// whether a retry may help. invalid_client is absent: its cause depends on
-// the status (see IMSError.Hint).
+// ims is the table of codes IMS is known to send (Adobe Stock's Access API
+// Reference for the JWT exchange; RFC 6749 §5.2 and §4.1.2.1 for
+// /ims/token/v3, whose error codes Adobe does not document) with the likely
+// cause to tell the operator. invalid_client is absent: its cause depends
+// on the status (see IMSError.Hint).
 var ims = map[string]struct {
-	hint      string
-	retryable bool
+	hint string
 }{
 	"invalid_token": {hint: "IMS could not use the JWT: it was undecodable or had already expired when IMS checked it; " +
 		"check that this host's clock is right (IMS allows about 30 s of skew)"},
@@ -75,7 +71,7 @@ var ims = map[string]struct {
 		"has the certificate expired or been rotated? Download the current credentials and update the private key"},
 	// A jti is fresh for every exchange, so a "reused jti" is a fluke or a
 	// replay that a new JWT cures.
-	"invalid_jti": {hint: "IMS rejected the JWT's jti (missing or already used); a new JWT is sent on retry", retryable: true},
+	"invalid_jti": {hint: "IMS rejected the JWT's jti (missing or already used); a new JWT is sent on retry"},
 	"invalid_scope": {hint: "the requested scopes are not those bound to this client: " +
 		"check METASCOPES (JWT) or SCOPES (OAuth) against the credential in the Adobe Developer Console"},
 	"bad_request": {hint: "IMS decoded the JWT but found sub, iss, exp or jti badly formatted: " +
@@ -84,9 +80,9 @@ var ims = map[string]struct {
 	"invalid_grant":           {hint: "IMS refused the grant: the credential may have been converted, revoked or deleted in the Adobe Developer Console"},
 	"unauthorized_client":     {hint: "this client may not use this grant type: check that the credential is of the kind AUTH names (jwt or oauth)"},
 	"unsupported_grant_type":  {hint: "IMS does not offer this grant type for this client: check AUTH (jwt or oauth) against the credential's kind"},
-	"internal_error":          {hint: "IMS had an internal problem; the exchange is retried", retryable: true},
-	"server_error":            {hint: "IMS had an internal problem; the exchange is retried", retryable: true},
-	"temporarily_unavailable": {hint: "IMS is temporarily unavailable; the exchange is retried", retryable: true},
+	"internal_error":          {hint: "IMS had an internal problem; the exchange is retried"},
+	"server_error":            {hint: "IMS had an internal problem; the exchange is retried"},
+	"temporarily_unavailable": {hint: "IMS is temporarily unavailable; the exchange is retried"},
 }
 
 // Hint tells the operator the likely cause of the failure and what to check.
@@ -127,7 +123,7 @@ func (e *IMSError) Hint() string {
 // IMS code (invalid_client, invalid_token, invalid_signature, invalid_jti,
 // invalid_scope, bad_request, internal_error, and the OAuth codes of RFC
 // 6749); ims_unreachable; invalid_response; http_3xx, http_4xx, http_429 or
-// http_5xx for other answers; token_expired; other. ErrorCodes lists them.
+// http_5xx for other answers; token_expired; other.
 func ErrorCode(err error) string {
 	if err == nil {
 		return ""
@@ -157,32 +153,4 @@ func ErrorCode(err error) string {
 	}
 	// A 2xx that is not a token, whatever it called itself.
 	return CodeInvalidResponse
-}
-
-// ErrorCodes lists every value ErrorCode returns for a non-nil error, e.g. to
-// initialise metric series.
-func ErrorCodes() []string {
-	codes := append([]string{"invalid_client"}, slices.Sorted(maps.Keys(ims))...)
-	return append(codes, CodeUnreachable, CodeInvalidResponse, "http_3xx", "http_4xx", "http_429", "http_5xx",
-		CodeTokenExpired, CodeOther)
-}
-
-// Retryable reports whether trying again unchanged may help: IMS unreachable
-// or failing (5xx, internal_error), throttling (429), or answering garbage.
-// Configuration errors (invalid_client, invalid_signature, invalid_scope...)
-// need the operator; the Manager retries them too, with backoff, because
-// credentials can be fixed and reloaded, but says so differently.
-func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	code := ErrorCode(err)
-	if c, ok := ims[code]; ok {
-		return c.retryable
-	}
-	switch code {
-	case CodeUnreachable, CodeInvalidResponse, "http_429", "http_5xx":
-		return true
-	}
-	return false
 }

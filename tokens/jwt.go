@@ -110,7 +110,7 @@ func (s *JWTSource) claims(now time.Time) jwt.MapClaims {
 		}
 	}
 	// Both int64, so they encode as JSON integers: IMS answers invalid_token
-	// when exp or jti is not an integer (seed 003).
+	// when exp or jti is not an integer (Adobe Stock's Access API Reference).
 	c["exp"] = now.Add(jwtLifetime).Unix()
 	c["jti"] = newJTI()
 	return c

@@ -84,6 +84,9 @@ type Manager struct {
 	current atomic.Pointer[Token] // nil: no token (not yet, or dropped)
 	group   singleflight.Group
 	kick    chan struct{} // wakes Run after a state change; buffered 1
+	// life is Run's context: an exchange belongs to no single request
+	// (every waiter shares it) but ends with the Manager.
+	life atomic.Pointer[context.Context]
 
 	mu         sync.Mutex // guards the fields below
 	src        Source
@@ -226,6 +229,7 @@ func (m *Manager) Status() Status {
 // Run fetches the first token at once, then refreshes ahead of expiry and
 // retries failures until ctx is done. Start it once per Manager.
 func (m *Manager) Run(ctx context.Context) {
+	m.life.Store(&ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -282,8 +286,13 @@ func (m *Manager) refresh() (any, error) {
 	m.mu.Unlock()
 
 	// The exchange outlives any one request: it is shared by all waiters,
-	// so it gets its own bounded context rather than the first caller's.
-	ctx, cancel := context.WithTimeout(context.Background(), m.opts.FetchTimeout)
+	// so it runs in the Manager's context (Run's), bounded, rather than in
+	// the first caller's.
+	life := context.Background()
+	if p := m.life.Load(); p != nil {
+		life = *p
+	}
+	ctx, cancel := context.WithTimeout(life, m.opts.FetchTimeout)
 	defer cancel()
 	tok, err := src.Fetch(ctx)
 	if err == nil {
@@ -386,7 +395,7 @@ func refreshDue(t *Token, now time.Time) bool {
 	return !now.Before(t.Expiry.Add(-refreshLead(t.Lifetime())))
 }
 
-// refreshLead is how long before expiry a token is refreshed (SPEC §4):
+// refreshLead is how long before expiry a token is refreshed:
 // min(lifetime/2, max(lifetime/10, 5 min)) — 2h24m before the end of a 24 h
 // token, 1.5 s before the end of a 3 s one.
 func refreshLead(lifetime time.Duration) time.Duration {

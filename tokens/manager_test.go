@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // fakeSource hands out numbered tokens of a fixed lifetime, can fail on
@@ -47,24 +49,8 @@ var errIMSDown = errors.New("IMS answered 500 internal_error")
 func (s *fakeSource) failWith(err error) { s.fail.Store(&err) }
 func (s *fakeSource) recover()           { s.fail.Store(nil) }
 
-// fakeClock is a manually advanced clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
 }
 
 func TestRefreshLead(t *testing.T) {
@@ -371,4 +357,32 @@ func BenchmarkManager_Token(b *testing.B) {
 			}
 		}
 	})
+}
+
+// An exchange belongs to the Manager, not to the request that started it,
+// but it ends with the Manager: a shutdown does not wait for IMS.
+func TestManager_ExchangeEndsWithRun(t *testing.T) {
+	src := &fakeSource{lifetime: time.Hour, started: make(chan struct{}, 1), release: make(chan struct{})}
+	src.now = time.Now
+	m := NewManager("stock", src, Options{FetchTimeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	<-src.started // Run's first exchange, which IMS does not answer
+	got := make(chan error, 1)
+	go func() { _, err := m.Token(context.Background()); got <- err }() // a request joins it
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the request waiting for the exchange got %v, want the cancellation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the exchange outlived the Manager's context")
+	}
 }

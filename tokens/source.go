@@ -28,7 +28,7 @@ func NewSource(r *config.Route, client *http.Client) (Source, error) {
 	var missing []string
 	need := func(ok bool, name string) {
 		if !ok {
-			missing = append(missing, "IMSPROXY_"+strings.ToUpper(r.Name)+"_"+name)
+			missing = append(missing, r.Var(name))
 		}
 	}
 	var src Source
@@ -62,15 +62,15 @@ func NewSource(r *config.Route, client *http.Client) (Source, error) {
 	case config.AuthToken:
 		s, err := NewStaticSource(c.AccessToken)
 		if err != nil {
-			return nil, fmt.Errorf("route %s: IMSPROXY_%s_ACCESS_TOKEN: %w", r.Name, strings.ToUpper(r.Name), err)
+			return nil, fmt.Errorf("%s: %w", r.Var("ACCESS_TOKEN"), err)
 		}
 		s.token.ClientID = c.ClientID // the client the operator says the token belongs to
 		src = s
 	default:
-		return nil, fmt.Errorf("route %s: unknown AUTH %q (want jwt, oauth, token or none)", r.Name, r.Auth)
+		return nil, fmt.Errorf("%s: unknown AUTH %q (want jwt, oauth, token or none)", r.Var("AUTH"), r.Auth)
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("route %s: AUTH=%s needs %s", r.Name, r.Auth, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("AUTH=%s needs %s", r.Auth, strings.Join(missing, ", "))
 	}
 	return src, nil
 }

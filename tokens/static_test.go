@@ -66,8 +66,8 @@ func TestStaticSource_ExpiredTokenIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Fetch(context.Background())
-	if !errors.Is(err, ErrTokenExpired) || ErrorCode(err) != CodeTokenExpired || Retryable(err) {
-		t.Errorf("error %v (code %q): want ErrTokenExpired, %s, not retryable", err, ErrorCode(err), CodeTokenExpired)
+	if !errors.Is(err, ErrTokenExpired) || ErrorCode(err) != CodeTokenExpired {
+		t.Errorf("error %v (code %q): want ErrTokenExpired, %s", err, ErrorCode(err), CodeTokenExpired)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -20,22 +19,14 @@ const callerKeyPrefix = "imsp_"
 // SHA-256 and the callers-file entry. The key is printed once and stored
 // nowhere: the file holds only its hash.
 func callerKey(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("caller-key", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("caller-key", "usage: imsproxy caller-key [-name NAME] [-routes stock,aem] [-license]\n\n"+
+		"Mints a random caller key and prints it with its SHA-256 and the entry to add to IMSPROXY_CALLERS_FILE.\n",
+		stdout, stderr)
 	name := fs.String("name", "my-app", "the caller's name (in logs and the audit log)")
 	routes := fs.String("routes", "stock", "comma-separated routes the caller may use")
 	license := fs.Bool("license", false, "allow the caller to license Stock content (spends credits)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: imsproxy caller-key [-name NAME] [-routes stock,aem] [-license]\n\n"+
-			"Mints a random caller key and prints it with its SHA-256 and the entry to add to IMSPROXY_CALLERS_FILE.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "imsproxy caller-key: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.parse(args, 0); !ok {
+		return code
 	}
 	var list []string
 	for _, r := range strings.Split(*routes, ",") {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imsproxy/imsproxy/proxy"
+	"github.com/imsproxy/imsproxy/config"
 )
 
 func TestCallerKey_PrintsKeyHashAndAnEntryTheProxyAccepts(t *testing.T) {
@@ -28,7 +28,7 @@ func TestCallerKey_PrintsKeyHashAndAnEntryTheProxyAccepts(t *testing.T) {
 	if !strings.HasPrefix(key, "imsp_") || len(key) < 40 || hash != hex.EncodeToString(sum[:]) {
 		t.Fatalf("key %q, hash %q: want an imsp_ key of 256 bits and its SHA-256", key, hash)
 	}
-	callers, err := proxy.ParseCallers([]byte("["+entry+"]"), []string{"stock", "aem"})
+	callers, err := config.ParseCallers([]byte("["+entry+"]"), []string{"stock", "aem"})
 	if err != nil {
 		t.Fatalf("the printed entry is not a valid callers file: %v\n%s", err, entry)
 	}

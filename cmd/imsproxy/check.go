@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
-	"github.com/imsproxy/imsproxy/proxy"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -48,17 +47,13 @@ type routeCheck struct {
 // per route: exit 0 when every route got a token, 1 when one did not, 2
 // when the configuration is invalid, so that a pipeline can gate on it.
 func check(args, environ []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
-		"Validates the configuration and obtains one token per route from IMS.\n"+
-		"Exit status: 0 every route got a token, 1 a route did not, 2 invalid configuration.\n\n", stderr)
+	fs := newFlags("check", "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
+		"Validates the configuration as serve does and obtains one token per route from IMS.\n"+
+		"Exit status: 0 every route got a token, 1 a route did not, 2 invalid configuration.\n", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	timeout := fs.Duration("timeout", tokens.DefaultFetchTimeout, "bound on each route's token exchange")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage(err)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "imsproxy check: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.parse(args, 0); !ok {
+		return code
 	}
 	cfg, err := loadConfig(environ, stderr)
 	if err != nil {
@@ -96,7 +91,7 @@ func checkRoutes(ctx context.Context, cfg *config.Config, timeout time.Duration,
 
 func checkRoute(ctx context.Context, rc *config.Route, timeout time.Duration, now func() time.Time) routeCheck {
 	r := routeCheck{Route: rc.Name, Auth: string(rc.Auth), CertificateExpiry: rc.Credentials.CertificateExpiry}
-	r.CertificateWarning = proxy.CertificateWarning(r.CertificateExpiry, now())
+	r.CertificateWarning = tokens.CertificateWarning(r.CertificateExpiry, now())
 	if rc.Auth == config.AuthJWT || rc.Auth == config.AuthOAuth {
 		r.IMSURL = rc.IMSURL
 	}

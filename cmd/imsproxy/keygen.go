@@ -18,7 +18,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/imsproxy/imsproxy/proxy"
+	"github.com/imsproxy/imsproxy/tokens"
 )
 
 // The files keygen writes, and the longest validity it accepts:
@@ -40,20 +40,17 @@ type keyPair struct {
 // the private key the proxy signs with and the certificate to upload to the
 // Developer Console.
 func keygen(args []string, stdout, stderr io.Writer) int {
-	fl := newFlagSet("keygen", "usage: imsproxy keygen -out DIR [-days 365] [-cn NAME]\n\n"+
+	fl := newFlags("keygen", "usage: imsproxy keygen -out DIR [-days 365] [-cn NAME]\n\n"+
 		"Writes an RSA 2048 private key (PKCS#8 PEM, mode 0600) and a self-signed certificate to upload\n"+
-		"to the Adobe Developer Console. Existing files are never overwritten.\n\n", stderr)
+		"to the Adobe Developer Console. Existing files are never overwritten.\n", stdout, stderr)
 	out := fl.String("out", "", "directory to write "+keyFileName+" and "+certFileName+" to (created if missing)")
 	days := fl.Int("days", 365, "days the certificate is valid")
 	cn := fl.String("cn", "imsproxy", "common name of the certificate, to tell it apart in the Developer Console")
-	if err := fl.Parse(args); err != nil {
-		return exitUsage(err)
+	if code, ok := fl.parse(args, 0); !ok {
+		return code
 	}
 	var bad []string
-	switch {
-	case fl.NArg() > 0:
-		bad = append(bad, fmt.Sprintf("unexpected argument %q", fl.Arg(0)))
-	case *out == "":
+	if *out == "" {
 		bad = append(bad, "-out is required: the directory to write the key pair to")
 	}
 	if *days < 1 || *days > maxKeyDays {
@@ -182,8 +179,8 @@ func fingerprint(c *x509.Certificate) string {
 
 func printNextSteps(w io.Writer, keyPath, certPath string, cert *x509.Certificate, now time.Time) {
 	expiry := cert.NotAfter.UTC()
-	warns := "the proxy warns from " + expiry.Add(-proxy.CertificateWarningPeriod).Format("2006-01-02") + " on"
-	if proxy.CertificateWarning(expiry, now) != "" {
+	warns := "the proxy warns from " + expiry.Add(-tokens.CertificateWarningPeriod).Format("2006-01-02") + " on"
+	if tokens.CertificateWarning(expiry, now) != "" {
 		warns = "the proxy warns about it from the start, as it expires within 30 days"
 	}
 	fmt.Fprintf(w, `wrote %s (RSA 2048, PKCS#8, mode 0600): keep it secret, never upload it

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/imsproxy/imsproxy/internal/version"
 )
@@ -16,46 +18,86 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-const usage = `usage: imsproxy [command]
+// command is one of imsproxy's commands: run gets the arguments after
+// its name and returns the exit code (0 success, 1 failure at run time, 2
+// invalid configuration or usage).
+type command struct {
+	name, summary string
+	run           func(args, environ []string, stdout, stderr io.Writer) int
+}
 
-commands:
-  serve      run the proxy from the environment (the default)
-  check      validate the configuration and obtain one token per route
-  keygen     write a private key and certificate for the Developer Console
-  token      print an access token for a route (for scripts)
-  caller-key mint a caller key for IMSPROXY_CALLERS_FILE (-name, -routes, -license)
-  sandbox    run a built-in Adobe emulator and the proxy in front of it, and print what to try
-  version    print the version
-`
+// commands lists every command; the first is the default.
+var commands = []command{
+	{"serve", "run the proxy from the environment (the default)", serve},
+	{"check", "validate the configuration as serve does and obtain one token per route", check},
+	{"keygen", "write a private key and certificate for the Developer Console",
+		func(args, _ []string, stdout, stderr io.Writer) int { return keygen(args, stdout, stderr) }},
+	{"token", "print an access token for a route (for scripts)", token},
+	{"caller-key", "mint a caller key for IMSPROXY_CALLERS_FILE",
+		func(args, _ []string, stdout, stderr io.Writer) int { return callerKey(args, stdout, stderr) }},
+	{"sandbox", "run a built-in Adobe emulator and the proxy in front of it, and print what to try",
+		func(args, _ []string, stdout, stderr io.Writer) int { return sandbox(args, stdout, stderr) }},
+	{"version", "print the version, VCS revision and time, and Go version",
+		func(args, _ []string, stdout, stderr io.Writer) int { return printVersion(args, stdout, stderr) }},
+}
 
-// run dispatches a command and returns the exit code: 0 success, 1 failure
-// at run time, 2 invalid configuration or usage.
+// usage is the top-level help.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: imsproxy [command] [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\n'imsproxy COMMAND -h' describes a command.\n")
+	return b.String()
+}
+
+// run dispatches a command and returns its exit code.
 func run(args, environ []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 {
-		cmd = args[0]
-	}
-	switch cmd {
-	case "serve":
-		return serve(environ, stderr)
-	case "check":
-		return check(args[1:], environ, stdout, stderr)
-	case "keygen":
-		return keygen(args[1:], stdout, stderr)
-	case "token":
-		return token(args[1:], environ, stdout, stderr)
-	case "caller-key":
-		return callerKey(args[1:], stdout, stderr)
-	case "sandbox":
-		return sandbox(args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	name := commands[0].name
+	switch {
+	case len(args) == 0:
+	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		if len(args) > 1 && args[0] == "help" {
+			return run([]string{args[1], "-h"}, environ, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage())
 		return 0
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	case args[0] == "-version" || args[0] == "--version":
+		name, args = "version", args[1:]
+	case strings.HasPrefix(args[0], "-"):
+		// Flags of the default command.
 	default:
-		fmt.Fprintf(stderr, "imsproxy: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		name, args = args[0], args[1:]
 	}
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(args, environ, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "imsproxy: unknown command %q\n\n%s", name, usage())
+	return 2
+}
+
+// printVersion prints the version, the VCS revision and its time when the
+// build recorded them, and the Go version.
+func printVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "usage: imsproxy version\n\nPrints the version, the VCS revision and time, and the Go version.\n", stdout, stderr)
+	if code, ok := fs.parse(args, 0); !ok {
+		return code
+	}
+	v := version.Get()
+	fmt.Fprintf(stdout, "imsproxy %s", v.Version)
+	if v.Revision != "" {
+		fmt.Fprintf(stdout, " (revision %s", v.Revision)
+		if !v.Time.IsZero() {
+			fmt.Fprintf(stdout, ", %s", v.Time.UTC().Format(time.RFC3339))
+		}
+		if v.Modified {
+			fmt.Fprint(stdout, ", modified")
+		}
+		fmt.Fprint(stdout, ")")
+	}
+	fmt.Fprintf(stdout, " %s %s/%s\n", v.GoVersion, runtime.GOOS, runtime.GOARCH)
+	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -36,5 +37,39 @@ func TestRun_Commands(t *testing.T) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.wantStderr)
 			}
 		})
+	}
+}
+
+// Every command follows one convention: -h prints its usage on stdout and
+// exits 0 without doing anything else; an unknown flag or an unexpected
+// argument exits 2 with the problem and the usage on stderr.
+func TestCommands_HelpAndUnknownArguments(t *testing.T) {
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			for _, args := range [][]string{{c.name, "-h"}, {c.name, "--help"}, {c.name, "-h", "--bogus"}, {"help", c.name}} {
+				var stdout, stderr bytes.Buffer
+				code := run(args, nil, &stdout, &stderr)
+				if code != 0 || !strings.HasPrefix(stdout.String(), "usage: imsproxy") || stderr.Len() != 0 {
+					t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout only", args, code, stdout.String(), stderr.String())
+				}
+			}
+			for _, args := range [][]string{{c.name, "--bogus"}, {c.name, "-bogus=1"}, {c.name, "unexpected", "arguments"}} {
+				var stdout, stderr bytes.Buffer
+				code := run(args, nil, &stdout, &stderr)
+				if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "usage: imsproxy") {
+					t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and the problem and usage on stderr", args, code, stdout.String(), stderr.String())
+				}
+			}
+		})
+	}
+	for _, args := range [][]string{{"--bogus"}, {"frobnicate"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, nil, &stdout, &stderr); code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "usage: imsproxy") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and the usage on stderr", args, code, stderr.String())
+		}
+	}
+	var stdout bytes.Buffer
+	if code := run([]string{"-h"}, nil, &stdout, io.Discard); code != 0 || !strings.Contains(stdout.String(), "caller-key") {
+		t.Errorf("-h: exit %d, stdout %q; want the list of commands", code, stdout.String())
 	}
 }

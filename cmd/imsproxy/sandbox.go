@@ -17,6 +17,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 	"github.com/imsproxy/imsproxy/proxy"
 )
@@ -36,12 +37,9 @@ type sandboxOptions struct {
 
 // sandbox runs `imsproxy sandbox [flags]` until SIGINT or SIGTERM.
 func sandbox(args []string, stdout, stderr io.Writer) int {
-	opts, err := parseSandboxFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	opts, code, ok := parseSandboxFlags(args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -52,27 +50,17 @@ func sandbox(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func parseSandboxFlags(args []string, stderr io.Writer) (sandboxOptions, error) {
-	var o sandboxOptions
-	fs := flag.NewFlagSet("imsproxy sandbox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: imsproxy sandbox [flags]\n\n"+
-			"Runs the built-in Adobe emulator with generated credentials and the proxy's stock and\n"+
-			"aem routes in front of it, and prints what to try. Everything listens on loopback.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
+func parseSandboxFlags(args []string, stdout, stderr io.Writer) (o sandboxOptions, code int, ok bool) {
+	fs := newFlags("sandbox", "usage: imsproxy sandbox [flags]\n\n"+
+		"Runs the built-in Adobe emulator with generated credentials and the proxy's stock and\n"+
+		"aem routes in front of it, and prints what to try. Everything listens on loopback.\n", stdout, stderr)
 	fs.StringVar(&o.stockListen, "stock-listen", "127.0.0.1:8080", "listener of the stock route")
 	fs.StringVar(&o.aemListen, "aem-listen", "127.0.0.1:8081", "listener of the aem route")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "listener of /healthz, /readyz and /metrics")
 	fs.StringVar(&o.adobeListen, "adobe-listen", "127.0.0.1:8900", "listener of the Adobe emulator")
 	fs.BoolVar(&o.tls, "tls", false, "the emulator speaks HTTPS with a CA generated for it, which the proxy trusts (CA_FILE)")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "imsproxy sandbox: unexpected argument %q\n", fs.Arg(0))
-		return o, errors.New("unexpected argument")
+	if code, ok := fs.parse(args, 0); !ok {
+		return o, code, false
 	}
 	var bad error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -84,7 +72,7 @@ func parseSandboxFlags(args []string, stderr io.Writer) (sandboxOptions, error) 
 			bad = err
 		}
 	})
-	return o, bad
+	return o, 2, bad == nil
 }
 
 // checkLoopbackAddr accepts host:port on loopback only: the sandbox's
@@ -167,7 +155,7 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 		case <-deadline.C:
 			cancel()
 			<-done
-			return fmt.Errorf("the routes have no token after %v: %s", sandboxReadyTimeout, lastErrors(srv))
+			return fmt.Errorf("the routes have no token after %v: %s", sandboxReadyTimeout, lastErrors(srv, cfg))
 		case <-tick.C:
 		}
 	}
@@ -203,12 +191,12 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 }
 
 // lastErrors describes why routes are not ready.
-func lastErrors(srv *proxy.Server) string {
+func lastErrors(srv *proxy.Server, cfg *config.Config) string {
 	var parts []string
-	for _, rt := range srv.Routes() {
-		if m := srv.Manager(rt.Name()); m != nil {
+	for _, name := range cfg.RouteNames() {
+		if m := srv.Manager(name); m != nil {
 			if st := m.Status(); !st.Ready {
-				parts = append(parts, rt.Name()+": "+st.LastError)
+				parts = append(parts, name+": "+st.LastError)
 			}
 		}
 	}

@@ -132,7 +132,7 @@ read:
 			// The guard refuses, as the printed comment says.
 			want = http.StatusForbidden
 			if !bytes.Contains(body, []byte(`"error":"licensing_disabled"`)) {
-				t.Errorf("licence answered %s, want licensing_disabled", body)
+				t.Errorf("license answered %s, want licensing_disabled", body)
 			}
 		}
 		if status != want {

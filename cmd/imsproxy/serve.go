@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,30 +17,21 @@ import (
 
 // serve runs the proxy until SIGINT or SIGTERM, then drains and exits 0.
 // SIGHUP reloads the routes' credentials and the callers file.
-func serve(environ []string, stderr io.Writer) int {
+func serve(args, environ []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", "usage: imsproxy [serve]\n\n"+
+		"Runs the proxy, configured by IMSPROXY_* environment variables, until SIGINT or SIGTERM.\n"+
+		"SIGHUP reloads the credentials and the callers file.\n", stdout, stderr)
+	if code, ok := fs.parse(args, 0); !ok {
+		return code
+	}
 	// Caught from the start: SIGHUP's default action would kill the proxy.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cfg, err := loadConfig(environ, stderr)
-	if err != nil {
-		return 2
-	}
-	log := newLogger(cfg, stderr)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
-	var problems config.Problems
-	if errors.As(err, &problems) { // the callers file, the audit log
-		fmt.Fprintf(stderr, "imsproxy: invalid configuration:\n%v\n", problems)
-		return 2
-	}
-	if err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
-	}
-	if err := srv.Listen(); err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
+	srv, cfg, log, code := start(environ, stderr)
+	if srv == nil {
+		return code
 	}
 	for _, rc := range cfg.Routes {
 		log.Info("route", "name", rc.Name, "type", rc.Type, "listen", rc.Listen,
@@ -72,6 +62,29 @@ func serve(environ []string, stderr io.Writer) int {
 	return 0
 }
 
+// start does what serve does before it serves: it loads and validates the
+// configuration (exactly what `imsproxy check` validates), builds the
+// server and binds its listeners. When it cannot, it has said why and
+// returns a nil server and the exit code: 2 for an invalid configuration,
+// 1 for anything else (a port in use).
+func start(environ []string, stderr io.Writer) (*proxy.Server, *config.Config, *slog.Logger, int) {
+	cfg, err := loadConfig(environ, stderr)
+	if err != nil {
+		return nil, nil, nil, 2
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil { // a file config.Load checked could not be opened after all
+		log.Error("cannot start", "error", err)
+		return nil, nil, nil, 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot start", "error", err)
+		return nil, nil, nil, 1
+	}
+	return srv, cfg, log, 0
+}
+
 // loadConfig loads the configuration, printing every problem on failure.
 func loadConfig(environ []string, stderr io.Writer) (*config.Config, error) {
 	cfg, err := config.Load(environ)
@@ -86,6 +99,14 @@ func loadConfig(environ []string, stderr io.Writer) (*config.Config, error) {
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
+		// Durations in seconds, as log pipelines and Prometheus count
+		// them, rather than slog's nanoseconds.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.Float64Value(a.Value.Duration().Seconds())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

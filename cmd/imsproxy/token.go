@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,16 +19,17 @@ import (
 // asking a running proxy: an endpoint handing out tokens would give every
 // caller who can reach it the organisation's credentials.
 func token(args, environ []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("token", "usage: imsproxy token [-timeout 30s] [ROUTE]\n\n"+
+	fs := newFlags("token", "usage: imsproxy token [-timeout 30s] [ROUTE]\n\n"+
 		"Prints an access token for ROUTE (optional when one route is configured) and nothing else on stdout.\n"+
 		"Each call is a new exchange with IMS, which may throttle a client that asks too often:\n"+
-		"reuse the token for its lifetime (24 h) instead of calling this in a loop.\n\n", stderr)
+		"reuse the token for its lifetime (24 h) instead of calling this in a loop.\n", stdout, stderr)
 	timeout := fs.Duration("timeout", tokens.DefaultFetchTimeout, "bound on the token exchange")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage(err)
+	if code, ok := fs.parse(args, len(args)); !ok {
+		return code
 	}
 	if fs.NArg() > 1 {
-		fmt.Fprintf(stderr, "imsproxy token: one route at a time, got %s\n", strings.Join(fs.Args(), " "))
+		fmt.Fprintf(stderr, "imsproxy token: one route at a time, got %s\n\n", strings.Join(fs.Args(), " "))
+		fs.printUsage(stderr)
 		return 2
 	}
 	cfg, err := loadConfig(environ, stderr)
@@ -110,25 +110,4 @@ func explain(err error) (code, description, hint string) {
 		description = ie.Error()
 	}
 	return code, description, ie.Hint()
-}
-
-// newFlagSet returns the flags of a command whose usage (on -h or a bad
-// flag) is the text followed by the flags' defaults.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// exitUsage is the exit code of a command whose flags did not parse: 0 for
-// -h, which printed the usage as asked, else 2.
-func exitUsage(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
 }

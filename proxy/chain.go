@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/cache"
+	"github.com/imsproxy/imsproxy/proxy/callers"
+	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
+	"github.com/imsproxy/imsproxy/proxy/stock"
+	"github.com/imsproxy/imsproxy/tokens"
+)
+
+// newRoute builds route rc: its token manager, its transports and its
+// chain of stages (buildRoute).
+func (s *Server) newRoute(rc *config.Route, topts tokens.Options) (*routeState, error) {
+	rs := &routeState{cfg: rc}
+	upstream := NewTransport(rc)
+	imsClient := &http.Client{Transport: upstream, Timeout: tokens.DefaultFetchTimeout}
+	src, err := tokens.NewSource(rc, imsClient)
+	if err != nil {
+		return nil, err
+	}
+	parts := s.parts()
+	parts.upstream = upstream
+	if src != nil {
+		rs.mgr = s.newManager(rc, src, topts)
+		parts.tokens = rs.mgr
+	}
+	rs.handler, rs.cache = buildRoute(rc, parts)
+
+	rotate := tokens.RotateOptions{}
+	if rs.mgr != nil {
+		rotate.Count = s.metrics.Reloads(rc.Name)
+	}
+	if rs.cache != nil {
+		// Search answers carry is_licensed, which belongs to the
+		// credentials' organisation.
+		rotate.OnReplaced = func() { rs.cache.Purge("credentials") }
+	}
+	rs.live = s.rotator.Add(rc, rs.mgr, imsClient, rotate)
+	s.metrics.WatchCertificate(rc.Name, rs.live.CertificateExpiry)
+	return rs, nil
+}
+
+// routeParts is what a route's chain is built from.
+type routeParts struct {
+	tokens   tokens.TokenSource // nil (a nil interface) for AUTH=none
+	upstream http.RoundTripper  // to the upstream, IMS and the download host
+	callers  *callers.File      // nil: anyone may call
+	audit    *audit.Log         // nil: no audit log
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+func (s *Server) parts() routeParts {
+	return routeParts{callers: s.callers, audit: s.audit, metrics: s.metrics, log: s.log, now: s.now}
+}
+
+// buildRoute returns the handler of route rc and its search cache (nil
+// unless a stock route with CACHE_SIZE > 0). A request goes through the
+// chain top to bottom:
+//
+//	route.New        the skeleton: request id, log fields, panics, metrics
+//	callers.Check    no forward proxying; who may call; the body limit
+//	policy.Handler   stock: licensing guards and audit, downloads
+//	searchCache      stock: searches answered from the cache
+//	reverseProxy     forwards; the tokens.Transport under it adds the
+//	                 credentials after hop-by-hop headers are removed
+//
+// A new stage is a package under proxy/ with a func(next http.Handler)
+// http.Handler, placed here.
+func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
+	timed := observed{base: p.upstream, observe: p.metrics.UpstreamObserver(rc.Name)}
+	credentials := tokens.NewTransport(timed, p.tokens, rc.Credentials.ClientID)
+	count := p.metrics.Requests(rc.Name).Count
+
+	if rc.Type != config.TypeStock { // aem, generic
+		return route.New(rc, p.log, count,
+			callers.Check(p.callers, nil,
+				reverseProxy(rc.Upstream, credentials, "", p.log))), nil
+	}
+	var c *cache.Cache
+	if rc.Cache.Size > 0 {
+		c = cache.New(rc, p.now, p.log, p.metrics)
+	}
+	policy := stock.New(rc, stockOptions(rc, p, credentials, timed, c))
+	return route.New(rc, p.log, count,
+		callers.Check(p.callers, policy.Refused,
+			policy.Handler(
+				searchCache(c,
+					reverseProxy(rc.Upstream, credentials, rc.Product, p.log))))), c
+}
+
+// newManager returns the token manager of route rc.
+func (s *Server) newManager(rc *config.Route, src tokens.Source, topts tokens.Options) *tokens.Manager {
+	also := topts.OnExchange
+	topts.Kind = string(rc.Auth)
+	topts.Now = s.now
+	topts.Logger = s.log
+	topts.OnExchange = func(e tokens.Exchange) {
+		s.metrics.ObserveExchange(e)
+		if also != nil {
+			also(e)
+		}
+	}
+	mgr := tokens.NewManager(rc.Name, src, topts)
+	s.metrics.WatchTokens(rc.Name, mgr.Status, s.now)
+	return mgr
+}
+
+// stockOptions is what the Stock policy of route rc works with.
+func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundTripper, c *cache.Cache) stock.Options {
+	opts := stock.Options{
+		Lookup: credentials,
+		Count:  func(outcome string) { p.metrics.License(rc.Name, outcome) },
+		Now:    p.now,
+	}
+	if p.audit != nil {
+		opts.Audit = p.audit
+	}
+	if rc.LicenseDailyLimit > 0 {
+		opts.Budget = stock.NewDailyLimit(rc.LicenseDailyLimit, p.now, p.audit.LicensesOn(audit.UTCDay(p.now()), rc.Name))
+	}
+	if rc.DownloadUpstream != nil {
+		opts.Download = reverseProxy(rc.DownloadUpstream, &tokens.QueryTransport{Base: timed, Tokens: p.tokens}, "", p.log)
+	}
+	if c != nil {
+		opts.OnLicensed = func() { c.Purge("license") }
+	}
+	return opts
+}
+
+// searchCache puts the search cache c in front of next; without a cache,
+// next alone.
+func searchCache(c *cache.Cache, next http.Handler) http.Handler {
+	if c == nil {
+		return next
+	}
+	return c.Handler(next)
+}

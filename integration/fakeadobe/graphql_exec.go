@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -231,21 +232,12 @@ func (sc *gqlSchema) coerceJSON(v any, t *gqlTypeRef) (any, error) {
 		return out, sc.requiredInputs(typ, out)
 	case typ.kind == kindEnum:
 		s, ok := v.(string)
-		if !ok || !contains(typ.values, s) {
+		if !ok || !slices.Contains(typ.values, s) {
 			return nil, gqlErrorf("Invalid input for enum '%s'. No value found for name '%v'", t.name, v)
 		}
 		return s, nil
 	}
 	return coerceScalar(t.name, v)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (sc *gqlSchema) requiredInputs(typ *gqlType, got map[string]any) error {

@@ -2,6 +2,7 @@ package fakeadobe
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -82,7 +83,7 @@ func (v *gqlValidator) fragmentType(cond string, parent *gqlType, path []string,
 	case t.kind != kindObject && t.kind != kindUnion:
 		v.fail("InlineFragmentTypeConditionInvalid", path, loc, "Fragment type condition is invalid, must be on Object/Interface/Union")
 		return false
-	case cond != parent.name && !contains(parent.members, cond):
+	case cond != parent.name && !slices.Contains(parent.members, cond):
 		v.fail("InvalidFragmentType", path, loc, "Fragment cannot be spread here as objects of type '%s' can never be of type '%s'", parent.name, cond)
 		return false
 	}

@@ -201,13 +201,15 @@ func (s *credentialSource) clientSecret(ps *Problems) string {
 var metascopeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // defaultMetascopes is the metascope a route type uses when none is
-// configured: for Stock the one Adobe Stock's Access API Reference requires
-// in the JWT, for AEM the one AEM as a Cloud Service service credentials
-// carry. Generic routes have none.
+// configured: Adobe Stock's (ent_stocksearch_sdk, the one the Developer
+// Console binds to a Stock service account and the JWT payload of AEM's
+// Adobe IMS configuration for Stock carries; ent_user_sdk is User
+// Management's) and the one AEM service credentials carry. Generic routes
+// have none.
 func defaultMetascopes(t RouteType) []string {
 	switch t {
 	case TypeStock:
-		return []string{"ent_user_sdk"}
+		return []string{"ent_stocksearch_sdk"}
 	case TypeAEM:
 		return []string{"ent_aem_cloud_api"}
 	}

@@ -65,7 +65,7 @@ func TestLoad_RouteDefaultsPerType(t *testing.T) {
 	if want := (Cache{Size: 1024, TTL: 5 * time.Minute, MaxBytes: 67108864, StaleIfError: time.Hour}); stock.Cache != want {
 		t.Errorf("stock cache = %+v, want %+v", stock.Cache, want)
 	}
-	if got := stock.Credentials.Metascopes; !reflect.DeepEqual(got, []string{"ent_user_sdk"}) {
+	if got := stock.Credentials.Metascopes; !reflect.DeepEqual(got, []string{"ent_stocksearch_sdk"}) {
 		t.Errorf("stock metascopes = %q", got)
 	}
 

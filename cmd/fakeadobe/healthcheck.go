@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,14 +22,30 @@ var errUnhealthy = errors.New("unhealthy")
 // -credentials-out: its control API answers, and its credential files are
 // written (they come last, so a service that needs them may start). It is
 // the container health check of an image without a shell or curl.
-func healthcheck(ctx context.Context, listen, credsOut string) error {
+func healthcheck(ctx context.Context, listen, credsOut string, useTLS bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+fakeadobe.ControlPrefix+"stats", nil)
+	scheme, client := "http", http.DefaultClient
+	if useTLS {
+		// The emulator's CA is generated at start: the probe trusts the
+		// one written beside the credentials.
+		if credsOut == "" {
+			return errors.New("-healthcheck -tls needs -credentials-out, where the CA is written")
+		}
+		pem, err := os.ReadFile(filepath.Join(credsOut, "ca.crt"))
+		if err != nil {
+			return fmt.Errorf("%w: CA not written yet: %v", errUnhealthy, err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+listen+fakeadobe.ControlPrefix+"stats", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUnhealthy, err)
 	}

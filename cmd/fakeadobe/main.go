@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("fakeadobe", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8900", "loopback address for IMS, Stock, downloads and AEM")
 	downloadListen := fs.String("download-listen", "", "optional separate loopback address for the download host")
+	blobListen := fs.String("blob-listen", "", "loopback address of AEM's blob storage (direct binary upload; default a free port)")
+	useTLS := fs.Bool("tls", false, "speak HTTPS on every listener, with a CA generated at start (written to -credentials-out as ca.crt)")
 	lifetime := fs.Duration("token-lifetime", fakeadobe.DefaultTokenLifetime, "lifetime of issued access tokens")
 	latency := fs.Duration("latency", 0, "delay added to every answer")
 	errorRate := fs.Float64("error-rate", 0, "probability of an injected 5xx per request (seeded)")
@@ -56,7 +59,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if *probe {
-		return healthcheck(ctx, *listen, *credsOut)
+		return healthcheck(ctx, *listen, *credsOut, *useTLS)
+	}
+	if *useTLS && *credsOut == "" {
+		return errors.New("-tls needs -credentials-out: the generated CA is written there for clients to trust")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -68,11 +74,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			ErrorRate: *errorRate, ErrorEvery: *errorEvery},
 		Seed:          *seed,
 		CatalogueSize: *catSize,
+		TLS:           *useTLS,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
+	blob := ""
+	if *blobListen != "" {
+		var err error
+		if blob, err = srv.StartBlob(*blobListen); err != nil {
+			return err
+		}
+	}
 	base, err := srv.Start(*listen)
 	if err != nil {
+		_ = srv.Close()
 		return err
+	}
+	if blob == "" {
+		blob = srv.BlobBaseURL()
 	}
 	download := base
 	if *downloadListen != "" {
@@ -87,24 +105,32 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		_ = srv.Close()
 		return err
 	}
-	fmt.Fprintf(out, "fakeadobe listening on %s (downloads: %s, control: %s%s)\n", base, download, base, fakeadobe.ControlPrefix)
+	fmt.Fprintf(out, "fakeadobe listening on %s (downloads: %s, blob storage: %s, control: %s%s)\n", base, download, blob, base, fakeadobe.ControlPrefix)
 	fmt.Fprintf(out, "registered client %s\n  org %s\n  technical account %s\n  metascopes %s\n  scopes %s\n  certificate sha256 %s\n  quota %d\n",
 		creds.ClientID, creds.OrgID, creds.TechnicalAccountID, strings.Join(creds.Metascopes, ","),
 		strings.Join(creds.Scopes, ","), fakeadobe.Fingerprint(creds.Certificate), *quota)
 	if *credsOut != "" {
-		files, err := creds.WriteFiles(*credsOut, fakeadobe.Endpoints{IMS: base, Stock: base, Download: download, AEM: base})
+		files, err := creds.WriteFiles(*credsOut, fakeadobe.Endpoints{IMS: base, Stock: base, Download: download, AEM: base,
+			CA: srv.CACertificatePEM()})
 		if err != nil {
 			_ = srv.Close()
 			return err
 		}
 		fmt.Fprintf(out, "wrote %s\n      %s\n      %s\n      %s (client secret, imsproxy variables)\n",
 			files.ServiceCredentials, files.PrivateKey, files.Certificate, files.Env)
+		if files.CA != "" {
+			fmt.Fprintf(out, "      %s (the CA of the HTTPS certificate: CA_FILE, NODE_EXTRA_CA_CERTS, curl --cacert)\n", files.CA)
+		}
 	} else {
 		// Throwaway credentials that work only against this process.
 		fmt.Fprintf(out, "  client secret %s\n", creds.ClientSecret)
 	}
-	fmt.Fprintf(out, "try: curl -s -d grant_type=client_credentials -d client_id=%s -d client_secret=... -d scope=openid %s/ims/token/v3\n",
-		creds.ClientID, base)
+	cacert := ""
+	if *useTLS {
+		cacert = " --cacert " + filepath.Join(*credsOut, "ca.crt")
+	}
+	fmt.Fprintf(out, "try: curl -s%s -d grant_type=client_credentials -d client_id=%s -d client_secret=... -d scope=openid %s/ims/token/v3\n",
+		cacert, creds.ClientID, base)
 
 	<-ctx.Done()
 	fmt.Fprintln(out, "fakeadobe: shutting down")

@@ -102,6 +102,9 @@ func checkRoute(ctx context.Context, rc *config.Route, timeout time.Duration, no
 	tok, err := fetchToken(ctx, rc, timeout)
 	if err != nil {
 		r.Error, r.Description, r.Hint = explain(err)
+		if m := expectedMetascope[rc.Type]; r.Error == "invalid_scope" && rc.Auth == config.AuthJWT && m != "" {
+			r.Hint += "; " + m
+		}
 		return r
 	}
 	r.OK, r.Expiry = true, tok.Expiry
@@ -109,6 +112,15 @@ func checkRoute(ctx context.Context, rc *config.Route, timeout time.Duration, no
 		r.ExpiresIn = shortDuration(tok.Expiry.Sub(now()))
 	}
 	return r
+}
+
+// expectedMetascope says which metascope the Adobe Developer Console binds
+// to a service account of each route type: invalid_scope on such a route most
+// often means METASCOPES (or the JWT payload) names another one, such as
+// User Management's ent_user_sdk on a Stock route.
+var expectedMetascope = map[config.RouteType]string{
+	config.TypeStock: "an Adobe Stock service account is bound to the metascope ent_stocksearch_sdk",
+	config.TypeAEM:   "AEM as a Cloud Service service credentials are bound to the metascope ent_aem_cloud_api",
 }
 
 // printReport writes the report for a person: one line per route, then a

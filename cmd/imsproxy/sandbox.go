@@ -32,6 +32,7 @@ type sandboxOptions struct {
 	aemListen   string // the aem route (AEM service credentials, JWT)
 	adminListen string // /healthz, /readyz, /metrics
 	adobeListen string // the Adobe emulator: IMS, Stock, downloads, AEM
+	tls         bool   // the emulator speaks HTTPS (its own CA)
 }
 
 // sandbox runs `imsproxy sandbox [flags]` until SIGINT or SIGTERM.
@@ -57,11 +58,15 @@ func parseSandboxFlags(args []string, stdout, stderr io.Writer) (o sandboxOption
 	fs.StringVar(&o.aemListen, "aem-listen", "127.0.0.1:8081", "listener of the aem route")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9090", "listener of /healthz, /readyz and /metrics")
 	fs.StringVar(&o.adobeListen, "adobe-listen", "127.0.0.1:8900", "listener of the Adobe emulator")
+	fs.BoolVar(&o.tls, "tls", false, "the emulator speaks HTTPS with a CA generated for it, which the proxy trusts (CA_FILE)")
 	if code, ok := fs.parse(args, 0); !ok {
 		return o, code, false
 	}
 	var bad error
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "tls" {
+			return
+		}
 		if err := checkLoopbackAddr(f.Value.String()); err != nil {
 			fmt.Fprintf(stderr, "imsproxy sandbox: -%s %s: %v\n", f.Name, f.Value, err)
 			bad = err
@@ -94,7 +99,7 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 	}
 	defer os.RemoveAll(dir)
 
-	adobe := fakeadobe.New(fakeadobe.Options{})
+	adobe := fakeadobe.New(fakeadobe.Options{TLS: opts.tls})
 	base, err := adobe.Start(opts.adobeListen)
 	if err != nil {
 		return fmt.Errorf("start the Adobe emulator: %w (choose another address with -adobe-listen)", err)
@@ -108,7 +113,7 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	files, err := creds.WriteFiles(dir, fakeadobe.Endpoints{IMS: base, Stock: base})
+	files, err := creds.WriteFiles(dir, fakeadobe.Endpoints{IMS: base, Stock: base, CA: adobe.CACertificatePEM()})
 	if err != nil {
 		return err
 	}
@@ -161,14 +166,18 @@ func runSandbox(ctx context.Context, opts sandboxOptions, stdout, stderr io.Writ
 		<-done
 		return err
 	}
-	err = sandboxHelp.Execute(stdout, sandboxAddrs{
+	addrs := sandboxAddrs{
 		AssetID: assetID,
 		Stock:   stockURL,
 		AEM:     "http://" + srv.Addr("aem"),
 		Admin:   "http://" + srv.AdminAddr(),
 		Adobe:   base,
 		Env:     files.Env,
-	})
+	}
+	if files.CA != "" {
+		addrs.CA, addrs.CACert = files.CA, " --cacert "+files.CA
+	}
+	err = sandboxHelp.Execute(stdout, addrs)
 	if err != nil {
 		cancel()
 		<-done
@@ -221,6 +230,8 @@ type sandboxAddrs struct {
 	Stock, AEM, Admin, Adobe string
 	Env                      string // the generated configuration
 	AssetID                  int    // a real asset of the emulated catalogue
+	CA                       string // the CA file of the HTTPS emulator, or ""
+	CACert                   string // " --cacert <CA file>" for curl to the HTTPS emulator, or ""
 }
 
 // sampleAssetID searches through the proxy's own stock route — proof that
@@ -247,8 +258,12 @@ func sampleAssetID(ctx context.Context, stockURL string) (int, error) {
 	return search.Files[0].ID, nil
 }
 
-// sandboxHelp is printed once every route holds a token. Every curl line
-// is one a test performs (cmd/imsproxy/sandbox_test.go).
+// sandboxHelp is printed once every route holds a token. Every curl line,
+// and the upload's shell lines, is one a test performs
+// (cmd/imsproxy/sandbox_test.go). The upload takes AEM as a Cloud Service's
+// only way to upload a binary, direct binary upload: its three steps are
+// chained with the shell, reading the upload URI and token from the first
+// answer with sed.
 var sandboxHelp = template.Must(template.New("sandbox").Parse(`
 imsproxy sandbox is ready: an Adobe emulator with generated credentials, and the proxy in front of it.
 
@@ -257,6 +272,8 @@ imsproxy sandbox is ready: an Adobe emulator with generated credentials, and the
   admin        {{.Admin}}
   emulator     {{.Adobe}}
   configuration: {{.Env}} (removed at exit)
+{{- if .CA}}
+  the emulator's CA: {{.CA}} (curl --cacert, NODE_EXTRA_CA_CERTS for Node.js clients){{end}}
 
 Try (no credentials needed: the proxy adds them):
 
@@ -267,14 +284,23 @@ Try (no credentials needed: the proxy adds them):
   curl -g '{{.Stock}}/Rest/Libraries/1/Content/License?content_id={{.AssetID}}&license=Standard'
   # list the AEM Assets root folder
   curl {{.AEM}}/api/assets.json
+  # upload a file into AEM by direct binary upload: initiate through the proxy, PUT the bytes
+  # to the signed blob-storage URI it answers (another origin: no token, not through the
+  # proxy), complete through the proxy; then the new asset is listed
+  r=$(curl -s -d fileName=hello.txt -d fileSize=6 {{.AEM}}/content/dam/projects.initiateUpload.json)
+  printf 'hello\n' | curl -s{{.CACert}} -X PUT --data-binary @- "$(printf %s "$r" | sed 's/.*"uploadURIs":\["\([^"]*\)".*/\1/')"
+  curl -s -d fileName=hello.txt -d mimeType=text/plain -d "uploadToken=$(printf %s "$r" | sed 's/.*"uploadToken":"\([^"]*\)".*/\1/')" {{.AEM}}/content/dam/projects.completeUpload.json
+  curl {{.AEM}}/api/assets/projects/hello.txt.json
+  # a GraphQL persisted query of AEM headless, with its variable (;activity=camping, encoded)
+  curl '{{.AEM}}/graphql/execute.json/wknd-shared/adventures-by-activity%3Bactivity%3Dcamping'
   # readiness: per route, the auth kind, token expiry and last error
   curl {{.Admin}}/readyz
   curl -s {{.Admin}}/metrics | grep '^imsproxy_'
   # the emulator's control API: what reached "Adobe", then revoke every token
   # (list the AEM folder again: the proxy gets a 401, fetches a new token and
   # retries, still 200; a repeated search is answered from the cache)
-  curl '{{.Adobe}}/_fake/requests?n=2'
-  curl -X POST -d '{}' {{.Adobe}}/_fake/revoke
+  curl{{.CACert}} '{{.Adobe}}/_fake/requests?n=2'
+  curl{{.CACert}} -X POST -d '{}' {{.Adobe}}/_fake/revoke
 
 Ctrl-C stops everything.
 `))

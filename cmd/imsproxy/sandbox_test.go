@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -17,9 +20,23 @@ import (
 )
 
 // TestSandbox_PrintedCommandsWork runs the sandbox on free loopback ports,
-// performs every curl line it prints (the search first, as a user would),
-// and stops it as Ctrl-C does.
+// with the emulator on HTTP and on HTTPS, performs every command it prints
+// (the search first, as a user would; the upload's shell lines with sh and
+// curl), and stops it as Ctrl-C does.
 func TestSandbox_PrintedCommandsWork(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed to run the upload lines the sandbox prints (apt-get install curl)")
+	}
+	for _, tls := range []bool{false, true} {
+		name := "http emulator"
+		if tls {
+			name = "https emulator"
+		}
+		t.Run(name, func(t *testing.T) { testSandboxCommands(t, tls) })
+	}
+}
+
+func testSandboxCommands(t *testing.T, tls bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -28,7 +45,7 @@ func TestSandbox_PrintedCommandsWork(t *testing.T) {
 	go func() {
 		done <- runSandbox(ctx, sandboxOptions{
 			stockListen: "127.0.0.1:0", aemListen: "127.0.0.1:0",
-			adminListen: "127.0.0.1:0", adobeListen: "127.0.0.1:0",
+			adminListen: "127.0.0.1:0", adobeListen: "127.0.0.1:0", tls: tls,
 		}, pw, &stderr)
 		pw.Close()
 	}()
@@ -66,17 +83,25 @@ read:
 
 	var cmds []curlCommand
 	var envFile string
+	var shell []string
 	for _, l := range out {
 		l = strings.TrimSpace(l)
 		if rest, ok := strings.CutPrefix(l, "configuration: "); ok {
 			envFile = strings.Fields(rest)[0]
 		}
-		if strings.HasPrefix(l, "curl ") {
+		switch {
+		case strings.Contains(l, "$("):
+			shell = append(shell, l)
+		case strings.HasPrefix(l, "curl "):
+			if len(shell) > 0 {
+				cmds = append(cmds, curlCommand{shell: strings.Join(shell, "\n")})
+				shell = nil
+			}
 			cmds = append(cmds, parseCurl(t, l))
 		}
 	}
-	if len(cmds) < 6 || !strings.Contains(cmds[0].url, "/Rest/Media/1/Search/Files?") {
-		t.Fatalf("want the search first among at least 6 curl lines, got:\n%s", strings.Join(out, "\n"))
+	if len(cmds) < 9 || !strings.Contains(cmds[0].url, "/Rest/Media/1/Search/Files?") {
+		t.Fatalf("want the search first among at least 9 commands, got:\n%s", strings.Join(out, "\n"))
 	}
 	if _, err := os.Stat(envFile); err != nil {
 		t.Fatalf("the printed configuration file: %v", err)
@@ -84,13 +109,23 @@ read:
 	// Every printed command works; the revoke comes last, then the AEM
 	// listing again must still succeed: the proxy gets a 401, fetches a
 	// new token and retries (checked below in the exchange count).
-	aem := slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.HasSuffix(c.url, "/api/assets.json") })
-	metrics := slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.HasSuffix(c.url, "/metrics") })
-	if aem < 0 || metrics < 0 || !strings.HasSuffix(cmds[len(cmds)-1].url, "/_fake/revoke") {
-		t.Fatalf("want an AEM listing, a metrics scrape and the revoke last among:\n%s", strings.Join(out, "\n"))
+	index := func(suffix string) int {
+		return slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.HasSuffix(c.url, suffix) })
+	}
+	aem, metrics := index("/api/assets.json"), index("/metrics")
+	upload := slices.IndexFunc(cmds, func(c curlCommand) bool { return strings.Contains(c.shell, ".initiateUpload.json") })
+	uploaded, query := index("/api/assets/projects/hello.txt.json"), index("adventures-by-activity%3Bactivity%3Dcamping")
+	if aem < 0 || metrics < 0 || upload < 0 || uploaded != upload+1 || query < 0 || !strings.HasSuffix(cmds[len(cmds)-1].url, "/_fake/revoke") {
+		t.Fatalf("want an AEM listing, an upload then its asset, a persisted query, a metrics scrape and the revoke last among:\n%s", strings.Join(out, "\n"))
 	}
 	cmds = append(cmds, cmds[0], cmds[aem])
 	for _, c := range cmds {
+		if c.shell != "" {
+			if got := c.runShell(t); !strings.Contains(got, `"title":"Upload complete"`) {
+				t.Fatalf("the upload lines printed %q", got)
+			}
+			continue
+		}
 		status, body := c.do(t)
 		want := http.StatusOK
 		if strings.Contains(c.url, "/Content/License?") {
@@ -106,12 +141,21 @@ read:
 		if p, ok := strings.CutPrefix(c.grep, "^"); ok && !bytes.Contains(body, []byte("\n"+p)) {
 			t.Fatalf("%s: no line starting %q in:\n%s", c.url, p, body)
 		}
-		if c.url == cmds[0].url {
+		switch c.url {
+		case cmds[0].url:
 			var search struct {
 				Files []struct{ ID int } `json:"files"`
 			}
 			if err := json.Unmarshal(body, &search); err != nil || len(search.Files) != 2 {
 				t.Fatalf("search answered %s, want 2 files", body)
+			}
+		case cmds[uploaded].url:
+			if !bytes.Contains(body, []byte(`"dam:size":6`)) {
+				t.Errorf("the uploaded asset: %s", body)
+			}
+		case cmds[query].url:
+			if !bytes.Contains(body, []byte(`"title":"Riverside Camping Australia"`)) {
+				t.Errorf("the persisted query answered %s", body)
 			}
 		}
 	}
@@ -160,14 +204,29 @@ func TestSandbox_RefusesBadFlags(t *testing.T) {
 	}
 }
 
-// curlCommand is a printed curl line: method, data, URL and the pattern
-// of a grep it is piped to.
+// curlCommand is a printed curl line: method, data, URL, the CA it trusts
+// and the pattern of a grep it is piped to; or printed shell lines.
 type curlCommand struct {
-	method, url, data, grep string
+	method, url, data, caFile, grep string
+	shell                           string
+}
+
+// runShell runs printed shell lines with sh, bounded to 30 s, and returns
+// what they printed.
+func (c curlCommand) runShell(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sh", "-c", c.shell).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sh -c %q: %v\n%s", c.shell, err, out)
+	}
+	return string(out)
 }
 
 // parseCurl reads the curl lines the sandbox prints: options -g, -s, -X M,
-// -d D, one URL (optionally single-quoted), optionally piped to grep.
+// -d D, --cacert F, one URL (optionally single-quoted), optionally piped to
+// grep.
 func parseCurl(t *testing.T, line string) curlCommand {
 	t.Helper()
 	c := curlCommand{method: http.MethodGet}
@@ -188,8 +247,11 @@ func parseCurl(t *testing.T, line string) curlCommand {
 		case w == "-d" && i+1 < len(words):
 			i++
 			c.data = words[i]
+		case w == "--cacert" && i+1 < len(words):
+			i++
+			c.caFile = words[i]
 		case w == "-g" || w == "-s":
-		case strings.HasPrefix(w, "http://") && c.url == "":
+		case (strings.HasPrefix(w, "http://") || strings.HasPrefix(w, "https://")) && c.url == "":
 			c.url = w
 		default:
 			t.Fatalf("unexpected %q in printed line %q", w, line)
@@ -226,6 +288,15 @@ func (c curlCommand) do(t *testing.T) (int, []byte) {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

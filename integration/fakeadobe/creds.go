@@ -20,11 +20,23 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultMetascopes are bound to generated credentials: AEM as a Cloud
-// Service, Stock (JWT era), User Management (the one Adobe Stock's Access API
-// Reference names) and
-// Brand Portal, so any route's default works.
-var DefaultMetascopes = []string{"ent_aem_cloud_api", "ent_stocksearch_sdk", "ent_user_sdk", "ent_brand_portal_sdk"}
+// The metascopes of the services the emulator serves, as the Adobe
+// Developer Console binds them to a credential: Adobe Stock's and Brand
+// Portal's are those of Adobe's list of JWT metascopes
+// (github.com/AdobeDocs/adobeio-auth, JWT/Scopes.md); AEM as a Cloud Service
+// service credentials carry ent_aem_cloud_api in their "metascopes" field.
+const (
+	MetascopeAEM         = "ent_aem_cloud_api"
+	MetascopeStock       = "ent_stocksearch_sdk"
+	MetascopeBrandPortal = "ent_brand_portal_sdk"
+)
+
+// DefaultMetascopes are bound to generated credentials, as to a Developer
+// Console project that added AEM, Adobe Stock and Brand Portal, so any
+// route's default works. User Management (ent_user_sdk) is not among them:
+// a JWT asking for it is refused with invalid_scope, as IMS refuses a
+// metascope outside the binding.
+var DefaultMetascopes = []string{MetascopeAEM, MetascopeStock, MetascopeBrandPortal}
 
 // DefaultScopes are the OAuth scopes generated credentials may ask for.
 var DefaultScopes = []string{"openid", "AdobeID", "read_organizations",
@@ -247,6 +259,9 @@ type Endpoints struct {
 	Stock    string // Stock API base URL (stock.adobe.io)
 	Download string // download host (stock.adobe.com); "" = Stock
 	AEM      string // AEM author base URL; "" = Stock
+	// CA is the PEM of the CA to trust (Server.CACertificatePEM of an
+	// HTTPS emulator); nil for plain HTTP.
+	CA []byte
 }
 
 // CredentialFiles are the paths WriteFiles wrote.
@@ -255,12 +270,14 @@ type CredentialFiles struct {
 	PrivateKey         string // private.key (PKCS#8 PEM)
 	Certificate        string // certificate.crt
 	Env                string // imsproxy.env
+	CA                 string // ca.crt, when Endpoints.CA was given
 }
 
 // WriteFiles writes the credentials into dir (created if needed; secrets
 // with mode 0600): the AEM service-credentials JSON, the private key, the
-// certificate, and an env file configuring imsproxy against e: a stock route
-// with OAuth server-to-server, an aem route with the credentials file.
+// certificate, the CA of an HTTPS emulator (e.CA), and an env file
+// configuring imsproxy against e: a stock route with OAuth server-to-server,
+// an aem route with the credentials file.
 func (c *Credentials) WriteFiles(dir string, e Endpoints) (CredentialFiles, error) {
 	if e.Download == "" {
 		e.Download = e.Stock
@@ -281,9 +298,17 @@ func (c *Credentials) WriteFiles(dir string, e Endpoints) (CredentialFiles, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return f, fmt.Errorf("fakeadobe: credentials dir: %w", err)
 	}
+	intro := `# The emulator speaks plain HTTP, so IMS_URL is set explicitly: the
+# credentials file's imsEndpoint is a bare host that clients prefix with https://.`
+	var caVars string
+	if e.CA != nil {
+		f.CA = filepath.Join(dir, "ca.crt")
+		intro = `# The emulator speaks HTTPS with a certificate of its own CA (` + f.CA + `),
+# which both routes trust through CA_FILE.`
+		caVars = "IMSPROXY_STOCK_CA_FILE=" + f.CA + "\nIMSPROXY_AEM_CA_FILE=" + f.CA + "\n"
+	}
 	env := fmt.Sprintf(`# imsproxy configuration for the fakeadobe emulator (generated).
-# The emulator speaks plain HTTP, so IMS_URL is set explicitly: the
-# credentials file's imsEndpoint is a bare host that clients prefix with https://.
+%s
 IMSPROXY_ROUTES=stock,aem
 IMSPROXY_IMS_URL=%s
 
@@ -299,17 +324,23 @@ IMSPROXY_STOCK_SCOPES=%s
 IMSPROXY_AEM_AUTH=jwt
 IMSPROXY_AEM_UPSTREAM=%s
 IMSPROXY_AEM_CREDENTIALS_FILE=%s
-`, e.IMS, e.Stock, e.Download, c.ClientID, c.ClientSecret, strings.Join(c.Scopes, ","), e.AEM, f.ServiceCredentials)
-	for _, w := range []struct {
+%s`, intro, e.IMS, e.Stock, e.Download, c.ClientID, c.ClientSecret, strings.Join(c.Scopes, ","), e.AEM, f.ServiceCredentials, caVars)
+	type file struct {
 		path string
 		data []byte
 		mode os.FileMode
-	}{
+	}
+	files := []file{
 		{f.ServiceCredentials, js, 0o600},
 		{f.PrivateKey, c.PrivateKeyPEM(), 0o600},
 		{f.Certificate, c.CertificatePEM(), 0o644},
-		{f.Env, []byte(env), 0o600},
-	} {
+	}
+	if f.CA != "" {
+		files = append(files, file{f.CA, e.CA, 0o644})
+	}
+	// The env file last: a health check waits for it.
+	files = append(files, file{f.Env, []byte(env), 0o600})
+	for _, w := range files {
 		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
 			return f, fmt.Errorf("fakeadobe: write %s: %w", w.path, err)
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestServiceCredentialsJSON_WorksLikeTheConsoleDownload reads the written
-// AEM credentials file the way a client does (adobe-facts §3.1) and
+// AEM credentials file the way a client does (aemcs-api-client-lib) and
 // exchanges a JWT built from it alone.
 func TestServiceCredentialsJSON_WorksLikeTheConsoleDownload(t *testing.T) {
 	e := newEnv(t, Options{})

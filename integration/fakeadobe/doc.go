@@ -1,23 +1,30 @@
 // Package fakeadobe is a strict emulator of the Adobe services imsproxy talks
 // to: IMS (the JWT exchange and OAuth client credentials), the Stock API and
-// its download host, and the AEM Assets HTTP API. It exists because Adobe
-// cannot be reached from development or CI machines; the integration tests,
-// `imsproxy sandbox` and docker-compose run it instead.
+// its download host, and AEM as a Cloud Service (the Assets HTTP API,
+// direct binary upload with its blob storage, the GraphQL API of content
+// fragments). It exists because Adobe cannot be reached from development or
+// CI machines; the integration tests, `imsproxy sandbox` and docker-compose
+// run it instead.
 //
-// It is strict on purpose: every check Adobe documents (the JWT exchange in
-// Adobe Stock's Access API Reference, the Stock API reference, the AEM
-// Assets HTTP API, what Adobe's own client libraries send and expect) is
-// enforced with Adobe's statuses and error shapes, so a proxy that passes against it passes against Adobe.
-// Where Adobe's behaviour is undocumented the emulator picks the stricter
-// reading (a Stock token must belong to the client named by x-api-key; a
-// download refuses any Authorization header).
+// It is strict on purpose: every check Adobe documents (the Stock Access
+// API reference for IMS, the Stock API reference, the AEM as a Cloud
+// Service pages named where each behaviour is implemented) is enforced with
+// Adobe's statuses and error shapes, so a proxy that passes against it
+// passes against Adobe. Where Adobe's behaviour is undocumented the emulator
+// picks the stricter reading (a Stock token must belong to the client named
+// by x-api-key; a download refuses any Authorization header; blob storage
+// refuses one too). A token is accepted only by the services its
+// metascopes or scopes grant (scopes.go). Adobe's own clients
+// (@adobe/jwt-auth, @adobe/aio-lib-ims, @adobe/aem-upload,
+// @adobe/aem-headless-client-nodejs) work against it unchanged but for
+// their base URL; the tests in this package and in integration/ run them.
 //
 // # Paths
 //
-// One listener serves everything; the paths are Adobe's own:
+// One listener serves everything but blob storage; the paths are Adobe's own:
 //
 //	POST /ims/exchange/jwt[/]           JWT exchange, expires_in in ms
-//	POST /ims/token/v3                  client_credentials, expires_in in s
+//	POST /ims/token/v3, /ims/token/v2   client_credentials (v2 as aio-lib-ims sends it), expires_in in s
 //	/Rest/Media/1/Search/Files, /Search/CategoryTree, /Search/Category, /Files
 //	/Rest/Libraries/1/Content/Info, /Content/License, /Member/Profile,
 //	    /Member/LicenseHistory, /Member/Abandon      (stock.adobe.io)
@@ -25,11 +32,18 @@
 //	/files/{id}?...&sig=                signed file URLs the downloads redirect to
 //	/jpg/..., /videos/...               thumbnails and previews (the CDN)
 //	/api/assets.json, /api/assets/{path}.json, /content/dam/{path}   (AEM)
+//	POST /content/dam/{folder}.initiateUpload.json, .completeUpload.json
+//	/content/graphql/global/endpoint.json, /content/cq:graphql/{config}/endpoint.json
+//	/graphql/execute.json/{config}/{name}[;var=value], /graphql/list.json,
+//	    /graphql/persist.json/{config}/{name}
 //	/_fake/...                          the control API (see ControlPrefix)
 //
-// Licence download URLs point at Options.DownloadBaseURL (by default the
-// address the request came to); StartDownload gives the download host a
-// listener of its own.
+// Blob storage, PUT /blob/{upload}/{part}?se=&sig=, is another origin: Start
+// gives it a listener of its own (StartBlob, BlobHandler). Licence download
+// URLs point at Options.DownloadBaseURL (by default the address the request
+// came to); StartDownload gives the download host a listener of its own.
+// With Options.TLS every listener speaks HTTPS with a certificate from a CA
+// generated for the emulator (CACertificatePEM).
 //
 // # In a test
 //

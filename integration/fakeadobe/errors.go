@@ -51,6 +51,7 @@ var (
 	errAPIKeyInvalid = gatewayError{"403003", "Api Key is invalid"}
 	errTokenMissing  = gatewayError{"403010", "Oauth token is missing."}
 	errTokenInvalid  = gatewayError{"401013", "Oauth token is not valid"}
+	errScopeMismatch = gatewayError{"403011", "Scope mismatch"}
 )
 
 func writeGatewayError(w http.ResponseWriter, status int, code, msg string) {

@@ -20,12 +20,13 @@ const (
 	ServiceDownload Service = "download" // stock.adobe.com downloads and signed files
 	ServiceCDN      Service = "cdn"      // thumbnails (*.ftcdn.net)
 	ServiceAEM      Service = "aem"      // an AEM author instance
+	ServiceBlob     Service = "blob"     // AEM's blob storage (direct binary upload)
 	serviceControl  Service = "control"
 	serviceOther    Service = "other"
 )
 
 // Services lists the services faults can be set on.
-var Services = []Service{ServiceIMS, ServiceStock, ServiceDownload, ServiceCDN, ServiceAEM}
+var Services = []Service{ServiceIMS, ServiceStock, ServiceDownload, ServiceCDN, ServiceAEM, ServiceBlob}
 
 func serviceOf(path string) Service {
 	switch {
@@ -41,8 +42,11 @@ func serviceOf(path string) Service {
 		return ServiceStock
 	case strings.HasPrefix(path, "/jpg/"), strings.HasPrefix(path, "/videos/"):
 		return ServiceCDN
-	case strings.HasPrefix(path, "/api/assets"), strings.HasPrefix(path, "/content/dam/"):
+	case strings.HasPrefix(path, "/api/assets"), strings.HasPrefix(path, "/content/"),
+		strings.HasPrefix(path, "/graphql/"):
 		return ServiceAEM
+	case strings.HasPrefix(path, "/blob/"):
+		return ServiceBlob
 	}
 	return serviceOther
 }

@@ -331,15 +331,19 @@ func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.T
 	return ""
 }
 
-// handleTokenV3 is POST /ims/token/v3, the OAuth server-to-server
-// client_credentials grant (the Developer Console's server-to-server guide):
-// expires_in in seconds.
-func (s *Server) handleTokenV3(w http.ResponseWriter, r *http.Request) {
+// handleToken is POST /ims/token/v3, the OAuth server-to-server
+// client_credentials grant of the Developer Console's documentation
+// (ServerToServerAuthentication/ims.md), and POST /ims/token/v2, where
+// @adobe/aio-lib-ims 8.1.2 sends the same grant (getAccessTokenByClientCredentials:
+// multipart, with the organisation in org_id). Both answer expires_in in
+// seconds: the v3 documentation says so, and aio-lib-ims documents its v2
+// answer's expires_in as "the lifetime in seconds".
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !requirePOST(w, r) {
 		return
 	}
 	form := readBodyForm(w, r)
-	// The fields may also go in the query string (dev-console ims.md).
+	// The fields may also go in the query string (the v3 documentation).
 	for k, vs := range r.URL.Query() {
 		if _, ok := form[k]; !ok {
 			form[k] = vs
@@ -382,6 +386,10 @@ func (s *Server) clientCredentials(form url.Values) (string, TokenInfo, *exchang
 	}
 	if !secretMatches(st.secrets, form.Get("client_secret")) {
 		return "", TokenInfo{}, &exchangeError{http.StatusUnauthorized, "invalid_client", "invalid client_secret parameter"}
+	}
+	if org := form.Get("org_id"); org != "" && org != st.Org {
+		// aio-lib-ims names the organisation; a credential belongs to one.
+		return "", TokenInfo{}, badRequest("invalid_request", "org_id does not name the organization of this client")
 	}
 	if len(st.Scopes) == 0 {
 		return "", TokenInfo{}, badRequest("unauthorized_client", "the client_credentials grant is not allowed for this client")

@@ -15,9 +15,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// TestExchangeJWT_ErrorsOfSeed003 walks every refusal seed 003 documents
-// (and the few adobe-facts adds), each with its status and error code.
-func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
+// TestExchangeJWT_DocumentedErrors walks every refusal the Stock Access API
+// reference documents (and the few real answers reported in Adobe's issue
+// trackers), each with its status and error code.
+func TestExchangeJWT_DocumentedErrors(t *testing.T) {
 	e := newEnv(t, Options{})
 	noExchange := e.newCreds(CredentialOptions{})
 	e.srv.mu.Lock()
@@ -101,6 +102,9 @@ func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
 		{"metascope outside the binding", func() url.Values {
 			return e.exchangeForm(e.creds, e.signJWT(e.creds, map[string]any{e.base + "/s/ent_analytics_bulk_ingest_sdk": true}))
 		}, 400, "invalid_scope", metascopeMismatch, "invalid_scope"},
+		{"User Management's metascope, not bound to a Stock client", func() url.Values {
+			return e.exchangeForm(e.creds, e.signJWT(e.creds, map[string]any{e.base + "/s/ent_user_sdk": true}))
+		}, 400, "invalid_scope", metascopeMismatch, ""},
 		{"no metascope", func() url.Values {
 			extra := map[string]any{}
 			for _, m := range e.creds.Metascopes {
@@ -128,8 +132,8 @@ func TestExchangeJWT_ErrorsOfSeed003(t *testing.T) {
 			}
 		})
 	}
-	if got := e.srv.Stats().Exchanges["invalid_scope"]; got != 3 {
-		t.Errorf("Stats().Exchanges[invalid_scope] = %d, want 3", got)
+	if got := e.srv.Stats().Exchanges["invalid_scope"]; got != 4 {
+		t.Errorf("Stats().Exchanges[invalid_scope] = %d, want 4", got)
 	}
 }
 

@@ -1,56 +1,25 @@
 package fakeadobe
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"mime"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"time"
-)
 
-// installJWTAuth runs `npm ci` in integration/ (the versions pinned in
-// package-lock.json), as .ci/run does, so that a plain `go test ./...` on a
-// machine with Node runs the test instead of skipping it.
-func installJWTAuth(t *testing.T, dir string) {
-	t.Helper()
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Fatal("node is installed but npm is not: install npm, or run `npm ci` in integration/, to install @adobe/jwt-auth")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in integration/ (to install @adobe/jwt-auth): %v\n%s", err, out)
-	}
-}
+	"github.com/imsproxy/imsproxy/integration/nodejs"
+)
 
 // TestJWTAuthClient proves the emulator against a client nobody here wrote:
 // Adobe's @adobe/jwt-auth (pinned in integration/package.json), which posts
 // multipart/form-data to /ims/exchange/jwt/ with a trailing slash and sends
 // metascopes as <ims>/s/<name> claims.
 func TestJWTAuthClient(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed; this test runs @adobe/jwt-auth against the emulator")
-	}
-	integration, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(integration, "node_modules", "@adobe", "jwt-auth")); err != nil {
-		installJWTAuth(t, integration)
-	}
-	script := filepath.Join(integration, "jwtauth", "get-token.js")
+	dir := nodejs.Dir(t)
+	node := nodejs.Node(t, dir, "@adobe/jwt-auth")
+	script := filepath.Join(dir, "jwtauth", "get-token.js")
 
 	srv := New(Options{SigningKey: testKey(t, 2), CatalogueSize: 10})
 	var mu sync.Mutex
@@ -70,31 +39,18 @@ func TestJWTAuthClient(t *testing.T) {
 
 	run := func(t *testing.T, key []byte, metaScopes any) map[string]any {
 		t.Helper()
-		in, _ := json.Marshal(map[string]any{
+		var res map[string]any
+		nodejs.Run(t, node, script, map[string]any{
 			"clientId": creds.ClientID, "clientSecret": creds.ClientSecret,
 			"technicalAccountId": creds.TechnicalAccountID, "orgId": creds.OrgID,
 			"privateKey": string(key), "metaScopes": metaScopes, "ims": ts.URL,
-		})
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, node, script)
-		cmd.Stdin = bytes.NewReader(in)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
-		}
-		t.Logf("@adobe/jwt-auth said: %s", summarize(out))
-		var res map[string]any
-		if err := json.Unmarshal(out, &res); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
+		}, &res)
+		t.Logf("@adobe/jwt-auth said: %s", summarize(res))
 		return res
 	}
 
 	t.Run("gets a token", func(t *testing.T) {
-		res := run(t, creds.PrivateKeyPKCS1PEM(), "ent_aem_cloud_api,ent_user_sdk")
+		res := run(t, creds.PrivateKeyPKCS1PEM(), "ent_aem_cloud_api,ent_stocksearch_sdk")
 		if res["ok"] != true || res["token_type"] != "bearer" || res["expires_in"] != float64(86399999) {
 			t.Fatalf("%v", res)
 		}
@@ -123,14 +79,16 @@ func TestJWTAuthClient(t *testing.T) {
 	})
 }
 
-// summarize shortens the access token in the script's output for the log.
-func summarize(out []byte) string {
-	s := strings.TrimSpace(string(out))
-	if i := strings.Index(s, `"access_token":"`); i >= 0 {
-		start := i + len(`"access_token":"`)
-		if end := strings.Index(s[start:], `"`); end > 20 {
-			s = s[:start+20] + "…" + s[start+end:]
+// summarize shows the script's answer with the access token shortened, for
+// the log.
+func summarize(res map[string]any) string {
+	shown := map[string]any{}
+	for k, v := range res {
+		if tok, ok := v.(string); ok && (k == "access_token" || k == "token") && len(tok) > 20 {
+			v = tok[:20] + "…"
 		}
+		shown[k] = v
 	}
-	return s
+	b, _ := json.Marshal(shown)
+	return string(b)
 }

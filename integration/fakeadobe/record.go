@@ -60,8 +60,8 @@ type Stats struct {
 	Statuses map[string]int `json:"statuses"`
 	// Exchanges counts token requests by outcome: "success" or the IMS
 	// error code for /ims/exchange/jwt; "oauth_success" or "oauth_<code>"
-	// for /ims/token/v3. Answers made by fault injection count in Injected
-	// instead.
+	// for /ims/token/v3 and /ims/token/v2. Answers made by fault
+	// injection count in Injected instead.
 	Exchanges map[string]int `json:"exchanges"`
 	// TokensPresented counts requests by the state of the token they carried.
 	TokensPresented map[TokenState]int `json:"tokens_presented"`
@@ -221,6 +221,8 @@ func endpointOf(svc Service, path string) string {
 			return "ims.exchange_jwt"
 		case "/ims/token/v3":
 			return "ims.token_v3"
+		case "/ims/token/v2":
+			return "ims.token_v2"
 		}
 		return "ims.unknown"
 	case ServiceStock:
@@ -239,10 +241,19 @@ func endpointOf(svc Service, path string) string {
 	case ServiceCDN:
 		return "cdn.thumbnail"
 	case ServiceAEM:
-		if strings.HasPrefix(p, "/content/dam/") {
+		switch {
+		case strings.HasSuffix(p, ".initiateUpload.json"), strings.HasSuffix(p, ".completeUpload.json"):
+			return "aem.upload"
+		case strings.HasPrefix(p, "/content/dam/"):
 			return "aem.binary"
+		case strings.HasPrefix(p, "/content/graphql/"), strings.HasPrefix(p, "/graphql/"):
+			return "aem.graphql"
+		case strings.HasPrefix(p, "/api/assets"):
+			return "aem.api"
 		}
-		return "aem.api"
+		return "aem.other"
+	case ServiceBlob:
+		return "blob.put"
 	}
 	return "other"
 }

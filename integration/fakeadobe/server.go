@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,18 @@ type Options struct {
 	SigningKey *rsa.PrivateKey
 	// DisableControl removes the /_fake/ control API.
 	DisableControl bool
+	// TLS makes every listener speak HTTPS, with a certificate for
+	// 127.0.0.1, ::1 and localhost signed by a CA generated for this
+	// emulator (CACertificatePEM), for clients that only speak HTTPS.
+	TLS bool
+	// BlobBaseURL is the base of the upload URIs of direct binary upload
+	// (AEM's blob storage, another origin than AEM). Empty: Start gives
+	// blob storage a listener of its own (see StartBlob).
+	BlobBaseURL string
+	// UploadMinPartSize and UploadMaxPartSize bound the parts of a direct
+	// binary upload; 0 = DefaultUploadMinPartSize, DefaultUploadMaxPartSize.
+	// Tests lower the minimum to split small files into parts.
+	UploadMinPartSize, UploadMaxPartSize int64
 	// Now is the clock; nil = time.Now. Tests inject one to expire tokens
 	// without sleeping.
 	Now func() time.Time
@@ -73,6 +86,9 @@ type Server struct {
 	log     *slog.Logger
 	cat     *catalogue
 	dam     *dam
+	uploads *uploads
+	gql     *graphQL
+	tls     *serverTLS
 	signKey *rsa.PrivateKey
 	fileKey []byte // HMAC key of signed file URLs
 	faults  *faultSet
@@ -85,6 +101,7 @@ type Server struct {
 	tokens       map[string]*tokenRecord
 	lifetime     time.Duration
 	downloadBase string
+	blobBase     string
 	tokenSeq     uint64
 	memberSeq    int
 
@@ -106,6 +123,7 @@ func New(opts Options) *Server {
 		tokens:       map[string]*tokenRecord{},
 		lifetime:     opts.TokenLifetime,
 		downloadBase: strings.TrimSuffix(opts.DownloadBaseURL, "/"),
+		blobBase:     strings.TrimSuffix(opts.BlobBaseURL, "/"),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -140,6 +158,15 @@ func New(opts Options) *Server {
 	}
 	s.cat = newCatalogue(size, seed)
 	s.dam = newDAM()
+	s.uploads = newUploads(opts.UploadMinPartSize, opts.UploadMaxPartSize)
+	s.gql = newGraphQL()
+	if opts.TLS {
+		t, err := newServerTLS()
+		if err != nil {
+			panic(fmt.Sprintf("fakeadobe: generate TLS certificates: %v", err))
+		}
+		s.tls = t
+	}
 	s.faults = newFaultSet(opts.Seed, opts.Faults)
 	logSize := opts.RequestLogSize
 	if logSize <= 0 {
@@ -154,7 +181,8 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ims/exchange/jwt", s.handleExchangeJWT)
 	mux.HandleFunc("/ims/exchange/jwt/", s.handleExchangeJWT)
-	mux.HandleFunc("/ims/token/v3", s.handleTokenV3)
+	mux.HandleFunc("/ims/token/v3", s.handleToken)
+	mux.HandleFunc("/ims/token/v2", s.handleToken)
 	mux.HandleFunc("/ims/", s.handleIMSNotFound)
 	mux.HandleFunc("/Rest/", s.handleStock)
 	mux.HandleFunc("/Rest/Libraries/Download/", s.handleDownload)
@@ -165,6 +193,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/assets.json", s.handleAEMAPI)
 	mux.HandleFunc("/api/assets/", s.handleAEMAPI)
 	mux.HandleFunc("/content/dam/", s.handleAEMBinary)
+	mux.HandleFunc("/content/dam.initiateUpload.json", s.handleAEMBinary)
+	mux.HandleFunc("/content/dam.completeUpload.json", s.handleAEMBinary)
+	mux.HandleFunc("/content/", s.handleAEMNotFound)
+	mux.HandleFunc("/content/graphql/", s.handleGraphQLEndpoint)
+	mux.HandleFunc("/content/cq:graphql/", s.handleGraphQLEndpoint)
+	mux.HandleFunc("/graphql/", s.handlePersistedQueries)
 	if !s.opts.DisableControl {
 		s.controlRoutes(mux)
 	}
@@ -176,9 +210,14 @@ func (s *Server) routes() http.Handler {
 // headers and padding; Stock's answers gzip-encoded for a client that
 // accepts gzip).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, s.handler)
+}
+
+// serve records, delays or fails, and answers one request with h.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	svc := serviceOf(r.URL.Path)
 	if svc == serviceControl {
-		s.handler.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		return
 	}
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -226,7 +265,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.handler.ServeHTTP(out, r)
+	h.ServeHTTP(out, r)
 }
 
 // DownloadHandler serves only the download host's paths (licensed and
@@ -245,9 +284,23 @@ func (s *Server) DownloadHandler() http.Handler {
 
 // Start listens on addr (default "127.0.0.1:0") and serves in the
 // background. The address must be a loopback address: the emulator hands out
-// tokens to anyone who asks. It returns the base URL, also given by URL.
+// tokens to anyone who asks. Unless Options.BlobBaseURL or StartBlob gave
+// blob storage its address, it also starts blob storage on a free port of
+// the same host. It returns the base URL, also given by URL.
 func (s *Server) Start(addr string) (string, error) {
-	return s.start(addr, s, false)
+	u, err := s.start(addr, s, false)
+	if err != nil {
+		return "", err
+	}
+	if s.BlobBaseURL() == "" {
+		host := strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+		host, _, _ = net.SplitHostPort(host)
+		if _, err := s.StartBlob(net.JoinHostPort(host, "0")); err != nil {
+			_ = s.Close()
+			return "", err
+		}
+	}
+	return u, nil
 }
 
 // StartDownload gives the download host its own loopback listener (serving
@@ -273,8 +326,15 @@ func (s *Server) start(addr string, h http.Handler, secondary bool) (string, err
 	if err != nil {
 		return "", fmt.Errorf("fakeadobe: listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		// A client that does not trust the TLS mode's CA is its own
+		// business: its handshake errors go to the debug log.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	u := "http://" + ln.Addr().String()
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls.config)
+		u = "https://" + ln.Addr().String()
+	}
 	s.srvMu.Lock()
 	s.httpSrv = append(s.httpSrv, srv)
 	if !secondary {

@@ -57,8 +57,8 @@ var stockHandlers = map[string]stockEndpoint{
 
 // handleStock is the gateway in front of every Stock API path: x-api-key
 // (403000 missing, 403003 unknown), then the token (401013 invalid,
-// expired, revoked or issued to another client; 403010 missing where
-// required), then the application's own checks (X-Product).
+// expired, revoked or issued to another client; 403011 issued for another
+// service; 403010 missing where required), then the application's own checks (X-Product).
 func (s *Server) handleStock(w http.ResponseWriter, r *http.Request) {
 	reqID := r.Header.Get("X-Request-Id")
 	if reqID == "" {
@@ -82,6 +82,11 @@ func (s *Server) handleStock(w http.ResponseWriter, r *http.Request) {
 	if tok.State != TokenNone && (tok.State != TokenValid || tok.ClientID != apiKey) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeGateway(w, errTokenInvalid)
+		return
+	}
+	if tok.State == TokenValid && !grants(tok, ServiceStock) {
+		// A token of another service (an AEM service-credentials token).
+		writeGateway(w, errScopeMismatch)
 		return
 	}
 	name, ok := stockEndpoints[strings.TrimSuffix(r.URL.Path, "/")]

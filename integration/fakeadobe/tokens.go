@@ -34,10 +34,14 @@ type TokenInfo struct {
 	// Certificate is the Fingerprint of the certificate whose key signed
 	// the JWT this token was exchanged for ("" for client credentials), so
 	// a test can tell which key a rotating client used.
-	Certificate string     `json:"certificate,omitempty"`
-	State       TokenState `json:"state"`
-	IssuedAt    time.Time  `json:"issued_at,omitzero"`
-	ExpiresAt   time.Time  `json:"expires_at,omitzero"`
+	Certificate string `json:"certificate,omitempty"`
+	// Scope is what the token grants: the metascope names of a JWT
+	// exchange, the scopes of client credentials, comma-separated (the
+	// token's own scope claim); it decides which services accept it.
+	Scope     string     `json:"scope,omitempty"`
+	State     TokenState `json:"state"`
+	IssuedAt  time.Time  `json:"issued_at,omitzero"`
+	ExpiresAt time.Time  `json:"expires_at,omitzero"`
 }
 
 type tokenRecord struct {
@@ -88,7 +92,7 @@ func (s *Server) issueTokenLocked(st *clientState, grant, scope, cert string) (s
 	}
 	info := TokenInfo{
 		ID: id, ClientID: st.ID, Org: st.Org, UserID: st.TechAccount, Grant: grant, Certificate: cert,
-		State: TokenValid, IssuedAt: now, ExpiresAt: now.Add(s.lifetime),
+		Scope: scope, State: TokenValid, IssuedAt: now, ExpiresAt: now.Add(s.lifetime),
 	}
 	s.tokens[id] = &tokenRecord{info: info}
 	return signed, info, nil

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/aemlinks"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -40,7 +41,8 @@ type Route struct {
 	metrics *Metrics        // nil: none recorded
 	counts  *requestCounter // imsproxy_requests_total of this route; nil without metrics
 	rp      *httputil.ReverseProxy
-	cache   *Cache // stock routes with CACHE_SIZE > 0; nil otherwise
+	send    http.Handler // rp, behind the link rewriting on aem routes
+	cache   *Cache       // stock routes with CACHE_SIZE > 0; nil otherwise
 
 	// Header values are prepared once and shared by every request: the
 	// reverse proxy copies headers into the outgoing request, so sharing
@@ -118,6 +120,10 @@ func NewRoute(cfg *config.Route, src TokenSource, opts RouteOptions) *Route {
 		// upstream that echoes it, as Stock does, would make it appear twice.
 		ModifyResponse: func(resp *http.Response) error { resp.Header.Del(requestIDHeader); return nil },
 	}
+	rt.send = rt.rp
+	if cfg.Type == config.TypeAEM {
+		rt.send = aemlinks.Rewrite(upstream, aemlinks.Options{Logger: rt.log.With("route", cfg.Name)})(rt.rp)
+	}
 	rt.guards = newGuards(rt, opts)
 	return rt
 }
@@ -194,7 +200,7 @@ func (rt *Route) forward(w http.ResponseWriter, r *http.Request) {
 	if rt.product != nil && len(h["X-Product"]) == 0 {
 		h["X-Product"] = rt.product
 	}
-	rt.rp.ServeHTTP(w, r)
+	rt.send.ServeHTTP(w, r)
 }
 
 // setCredentials puts the route's credentials on h: the bearer token (when

@@ -26,7 +26,7 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/fakeadobe ./cmd/fakeadobe && mkd
 
 FROM build AS build-imsproxy
 ARG VERSION=dev
-RUN go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/config.Version=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
+RUN go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/internal/version.release=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
 
 # The emulator: hands out tokens to anyone who asks, so it listens on
 # loopback only; docker-compose.yml puts imsproxy in its network namespace.
@@ -42,7 +42,7 @@ ENTRYPOINT ["/usr/local/bin/fakeadobe"]
 FROM gcr.io/distroless/static-debian12:nonroot AS imsproxy
 COPY --from=build-imsproxy /out/imsproxy /usr/local/bin/imsproxy
 USER nonroot:nonroot
-# stock, aem, admin (SPEC §3 defaults; they bind to loopback unless
+# stock, aem, admin (the default listeners; they bind to loopback unless
 # IMSPROXY_*_LISTEN say otherwise)
 EXPOSE 8080 8081 9090
 ENTRYPOINT ["/usr/local/bin/imsproxy"]

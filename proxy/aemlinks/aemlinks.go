@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // maxBody is the largest JSON answer held back to be rewritten, before and
@@ -52,7 +51,7 @@ type Options struct {
 func Rewrite(upstream *url.URL, opts Options) func(next http.Handler) http.Handler {
 	o := newOrigin(upstream)
 	return func(next http.Handler) http.Handler {
-		return &handler{next: next, origin: o, limiter: opts.Limiter, log: opts.Logger, maxBody: maxBody}
+		return &handler{next: next, origin: o, limiter: opts.Limiter, log: opts.Logger}
 	}
 }
 
@@ -61,7 +60,6 @@ type handler struct {
 	origin  *origin
 	limiter Limiter      // nil: none
 	log     *slog.Logger // nil: no logs
-	maxBody int
 }
 
 var gzipOnly = []string{"gzip"}
@@ -127,15 +125,4 @@ func acceptsGzip(values []string) bool {
 		return gzipQ > 0
 	}
 	return anyQ > 0
-}
-
-var writers = sync.Pool{New: func() any { return &writer{header: http.Header{}} }}
-
-func (w *writer) release() {
-	if w.held > 0 && w.h.limiter != nil {
-		w.h.limiter.Release(w.held)
-	}
-	clear(w.header)
-	*w = writer{header: w.header}
-	writers.Put(w)
 }

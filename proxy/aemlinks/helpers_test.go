@@ -37,7 +37,6 @@ func startChain(t *testing.T, opts Options, upstream func(w http.ResponseWriter,
 	rp := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
 		Transport: &http.Transport{DisableCompression: true}, // as the proxy's transport
-		ErrorLog:  nil,
 	}
 	t.Cleanup(rp.Transport.(*http.Transport).CloseIdleConnections)
 	c.front = httptest.NewServer(Rewrite(target, opts)(rp))

@@ -1,12 +1,14 @@
 package aemlinks
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"sync"
@@ -180,5 +182,54 @@ func TestRewrite_AddressFallsBackToTheListener(t *testing.T) {
 				t.Fatalf("Location %q, body %s; want %q, %s", rec.Header().Get("Location"), rec.Body, c.location, c.body)
 			}
 		})
+	}
+}
+
+// A protocol upgrade passes through as without the stage: the connection
+// is handed over, and the 101 carries the header set before the stage
+// (the proxy's X-Request-Id).
+func TestRewrite_ProtocolUpgradePassesThrough(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString(line)
+		_ = brw.Flush()
+	}))
+	t.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
+	staged := Rewrite(target, Options{})(rp)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "upgrade-1")
+		staged.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+
+	conn, err := net.DialTimeout("tcp", front.Listener.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.WriteString(conn, "GET /socket HTTP/1.1\r\nHost: "+front.Listener.Addr().String()+"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Request-Id") != "upgrade-1" {
+		t.Fatalf("upgrade answered %d with X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	_, _ = io.WriteString(conn, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo: %q %v", line, err)
 	}
 }

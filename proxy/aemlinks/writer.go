@@ -1,6 +1,7 @@
 package aemlinks
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"io"
@@ -43,10 +44,35 @@ const (
 	finished               // the held answer is sent
 )
 
-// Unwrap lets http.ResponseController reach the real writer (a hijack,
-// deadlines) and the proxy find its own wrappers. Flush does not go
-// through it: FlushError answers first.
+var writers = sync.Pool{New: func() any { return &writer{header: http.Header{}} }}
+
+// release gives back the bytes reserved and the writer, once next is done
+// with it.
+func (w *writer) release() {
+	if w.held > 0 && w.h.limiter != nil {
+		w.h.limiter.Release(w.held)
+	}
+	clear(w.header)
+	*w = writer{header: w.header}
+	writers.Put(w)
+}
+
+// Unwrap lets http.ResponseController reach the real writer (deadlines)
+// and the proxy find its own wrappers. Flush and Hijack do not go through
+// it: FlushError and Hijack answer first.
 func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over for a protocol upgrade (101 Switching
+// Protocols): the reverse proxy then writes the answer's header itself,
+// into the real header, as it would without this stage.
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.state == pending {
+		w.passHeader()
+		w.state = streaming
+	}
+	return conn, brw, err
+}
 
 func (w *writer) Header() http.Header {
 	if w.state == streaming || w.state == finished {
@@ -110,12 +136,17 @@ func (w *writer) informational(code int) {
 	}
 }
 
-// send sends the header and status: from now on everything streams.
-func (w *writer) send() {
+// passHeader puts the answer's header into the real one.
+func (w *writer) passHeader() {
 	dst := w.ResponseWriter.Header()
 	for k, v := range w.header {
 		dst[k] = v
 	}
+}
+
+// send sends the header and status: from now on everything streams.
+func (w *writer) send() {
+	w.passHeader()
 	w.state = streaming
 	w.ResponseWriter.WriteHeader(w.status)
 }
@@ -127,9 +158,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.state != holding {
 		return w.ResponseWriter.Write(p)
 	}
-	if len(w.body)+len(p) > w.h.maxBody {
+	if len(w.body)+len(p) > maxBody {
 		w.h.warn(w.r, "AEM answer too large to rewrite its links; passed on unchanged",
-			slog.Int("limit_bytes", w.h.maxBody))
+			slog.Int("limit_bytes", maxBody))
 		return w.giveUp(p)
 	}
 	if len(w.body)+len(p) > cap(w.body) && !w.grow(len(w.body)+len(p)) {
@@ -142,7 +173,7 @@ func (w *writer) Write(p []byte) (int, error) {
 
 // grow makes room for need bytes in the held body, within the Limiter.
 func (w *writer) grow(need int) bool {
-	size := min(max(need, 2*cap(w.body), 16<<10), w.h.maxBody)
+	size := min(max(need, 2*cap(w.body), 16<<10), maxBody)
 	if !w.reserve(size - cap(w.body)) {
 		return false
 	}
@@ -197,9 +228,9 @@ func (w *writer) hold() bool {
 		if err != nil || n <= 0 {
 			return false // nothing to rewrite, or a length net/http will refuse anyway
 		}
-		if n > w.h.maxBody {
+		if n > maxBody {
 			w.h.warn(w.r, "AEM answer too large to rewrite its links; passed on unchanged",
-				slog.Int("limit_bytes", w.h.maxBody), slog.Int("content_length", n))
+				slog.Int("limit_bytes", maxBody), slog.Int("content_length", n))
 			return false
 		}
 		size = n
@@ -239,10 +270,7 @@ func (w *writer) reserve(n int) bool {
 func (w *writer) finish() {
 	switch w.state {
 	case pending: // nothing written: net/http answers 200 with the header
-		dst := w.ResponseWriter.Header()
-		for k, v := range w.header {
-			dst[k] = v
-		}
+		w.passHeader()
 	case holding:
 		body := w.body
 		if out := w.rewriteBody(); out != nil {
@@ -307,12 +335,12 @@ func (w *writer) gunzip(raw []byte) ([]byte, bool) {
 	var out []byte
 	for {
 		if len(out) == cap(out) {
-			if cap(out) > w.h.maxBody {
+			if cap(out) > maxBody {
 				w.h.warn(w.r, "AEM answer too large to rewrite its links once decoded; passed on unchanged",
-					slog.Int("limit_bytes", w.h.maxBody))
+					slog.Int("limit_bytes", maxBody))
 				return nil, false
 			}
-			size := min(max(2*cap(out), 4*len(raw), 16<<10), w.h.maxBody+1)
+			size := min(max(2*cap(out), 4*len(raw), 16<<10), maxBody+1)
 			if !w.reserve(size - cap(out)) {
 				w.h.warn(w.r, "no memory left to rewrite the links of an AEM answer; passed on unchanged")
 				return nil, false
@@ -329,9 +357,9 @@ func (w *writer) gunzip(raw []byte) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	if len(out) > w.h.maxBody {
+	if len(out) > maxBody {
 		w.h.warn(w.r, "AEM answer too large to rewrite its links once decoded; passed on unchanged",
-			slog.Int("limit_bytes", w.h.maxBody))
+			slog.Int("limit_bytes", maxBody))
 		return nil, false
 	}
 	return out, true

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/aemlinks"
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
@@ -70,6 +71,7 @@ func (s *Server) parts() routeParts {
 //	callers.Check    no forward proxying; who may call; the body limit
 //	policy.Handler   stock: licensing guards and audit, downloads
 //	searchCache      stock: searches answered from the cache
+//	aemlinks         aem: AEM's links to itself rewritten to the route
 //	reverseProxy     forwards; the tokens.Transport under it adds the
 //	                 credentials after hop-by-hop headers are removed
 //
@@ -80,7 +82,13 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 	credentials := tokens.NewTransport(timed, p.tokens, rc.Credentials.ClientID)
 	count := p.metrics.Requests(rc.Name).Count
 
-	if rc.Type != config.TypeStock { // aem, generic
+	switch rc.Type {
+	case config.TypeAEM:
+		return route.New(rc, p.log, count,
+			callers.Check(p.callers, nil,
+				aemlinks.Rewrite(rc.Upstream, aemlinks.Options{})(
+					reverseProxy(rc.Upstream, credentials, "", p.log)))), nil
+	case config.TypeGeneric:
 		return route.New(rc, p.log, count,
 			callers.Check(p.callers, nil,
 				reverseProxy(rc.Upstream, credentials, "", p.log))), nil

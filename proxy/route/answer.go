@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -257,4 +258,37 @@ func AcceptsGzip(values []string) bool {
 		return gzipQ > 0
 	}
 	return anyQ > 0
+}
+
+// BaseURL is the route's own origin as the caller reached it, for the URLs
+// the proxy writes into answers: "http://" and the Host the caller used
+// when it is a plain host[:port], else the listener's address; "" when
+// neither is known.
+func BaseURL(r *http.Request) string {
+	if plainHost(r.Host) {
+		return "http://" + r.Host
+	}
+	if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && plainHost(addr.String()) {
+		return "http://" + addr.String()
+	}
+	return ""
+}
+
+// plainHost reports whether s is a host name or IP address with an
+// optional port and nothing else: it goes into URLs and JSON as it is.
+func plainHost(s string) bool {
+	host := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.HasSuffix(s, "]") {
+		port := s[i+1:]
+		if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		host = s[:i]
+	}
+	if inner, ok := strings.CutPrefix(host, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		a, err := netip.ParseAddr(inner)
+		return ok && err == nil && a.Is6() && a.Zone() == ""
+	}
+	return host != "" && strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~") == ""
 }

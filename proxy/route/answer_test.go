@@ -35,3 +35,16 @@ func TestRequestID_OneAllocation(t *testing.T) {
 		t.Errorf("%v allocations per id, want at most 1", got)
 	}
 }
+
+func TestPlainHost(t *testing.T) {
+	cases := map[string]bool{
+		"127.0.0.1:8081": true, "localhost": true, "aem-proxy.svc.cluster.local:80": true, "[::1]:8081": true,
+		"[::1]": true, "": false, "host:": false, "host:123456": false, "::1": false, "[fe80::1%eth0]:80": false,
+		"a/b": false, `a"b`: false, "a b": false, "user@host": false, "[::1]x:80": false, "[127.0.0.1]:80": false,
+	}
+	for in, want := range cases {
+		if got := plainHost(in); got != want {
+			t.Errorf("plainHost(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

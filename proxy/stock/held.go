@@ -5,9 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -30,7 +28,7 @@ type heldAnswer struct {
 	p      *Policy
 	r      *http.Request // for its log fields
 	w      http.ResponseWriter
-	host   string // the route's address as the caller reached it
+	base   string // the route's own origin as the caller reached it; "" unknown
 	header http.Header
 	status int
 	body   []byte
@@ -50,20 +48,7 @@ func (p *Policy) hold(w http.ResponseWriter, r *http.Request) *heldAnswer {
 	} else {
 		r.Header.Del("Accept-Encoding")
 	}
-	return &heldAnswer{p: p, r: r, w: w, host: callerHost(r), header: http.Header{}}
-}
-
-// callerHost is the host:port the caller addressed, when it is a plain
-// host and port, else the listener's address.
-func callerHost(r *http.Request) string {
-	if u, err := url.Parse("http://" + r.Host); err == nil && u.Host == r.Host && r.Host != "" &&
-		u.User == nil && u.Path == "" && u.RawQuery == "" && u.Fragment == "" {
-		return r.Host
-	}
-	if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		return addr.String()
-	}
-	return r.Host
+	return &heldAnswer{p: p, r: r, w: w, base: route.BaseURL(r), header: http.Header{}}
 }
 
 func (h *heldAnswer) Header() http.Header {
@@ -176,7 +161,7 @@ func (h *heldAnswer) rewrite() []byte {
 		logf(h.r, slog.LevelWarn, "answer encoded with "+enc+"; download URLs not rewritten")
 		return nil
 	}
-	out, changed := rewriteDownloadURLs(plain, h.p.downloadBase, "http://"+h.host)
+	out, changed := rewriteDownloadURLs(plain, h.p.downloadBase, h.base)
 	if !changed {
 		return out
 	}
@@ -201,7 +186,7 @@ func (h *heldAnswer) rewrite() []byte {
 // and both JSON spellings of a URL ("https://a/b" and "https:\/\/a\/b", as
 // PHP writes it) are recognised. The body is otherwise left byte for byte.
 func rewriteDownloadURLs(body []byte, from, to string) ([]byte, bool) {
-	if from == "" || len(body) == 0 {
+	if from == "" || to == "" || len(body) == 0 {
 		return body, false
 	}
 	changed := false

@@ -1,0 +1,5 @@
+//go:build race
+
+package aemlinks
+
+const raceEnabled = true

@@ -11,7 +11,7 @@ import (
 // configuration `imsproxy check` passes never fails at start: the callers
 // file (read and parsed against the configured routes), the audit log (a
 // file the proxy can append to and read back), and the daily license
-// limits that rebuild their count from that file.
+// limits that rebuild their count from that file (or keep it in Redis).
 func checkGuards(ps *Problems, cfg *Config) {
 	if cfg.CallersFile != "" {
 		callers, err := ReadCallers(cfg.CallersFile, cfg.RouteNames())
@@ -28,8 +28,8 @@ func checkGuards(ps *Problems, cfg *Config) {
 		}
 	}
 	for _, r := range cfg.Routes {
-		if r.Type == TypeStock && r.AllowLicense && r.LicenseDailyLimit > 0 && !auditFile && !ps.has(r.Var("LICENSE_DAILY_LIMIT")) {
-			ps.add(r.Var("LICENSE_DAILY_LIMIT"), "needs IMSPROXY_AUDIT_LOG set to a file: the day's license count is rebuilt from it after a restart")
+		if r.Type == TypeStock && r.AllowLicense && r.LicenseDailyLimit > 0 && !auditFile && cfg.Redis == nil && !ps.has(r.Var("LICENSE_DAILY_LIMIT")) {
+			ps.add(r.Var("LICENSE_DAILY_LIMIT"), "needs IMSPROXY_AUDIT_LOG set to a file: the day's license count is rebuilt from it after a restart (or IMSPROXY_REDIS_URL: fleet mode keeps the count in Redis)")
 		}
 	}
 }

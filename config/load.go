@@ -43,6 +43,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 		AuditLog:        g.AuditLog,
 	}
 	l.globals(&ps, cfg, g)
+	cfg.Redis = l.redis(&ps, g)
 
 	names := l.routeNames(&ps, g.Routes)
 	_, imsSet := l.env[prefix+"IMS_URL"]
@@ -60,6 +61,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 	checkNameClashes(&ps, names)
 	checkListeners(&ps, cfg)
 	checkGuards(&ps, cfg)
+	checkFleet(&ps, cfg)
 	l.checkUnknown(&ps, names, g.Routes != "")
 	if err := ps.err(); err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 	}
 	vs := routeDefaults(typ, l.version)
 	ps = append(ps, parseEnv(&vs, l.env, pfx)...)
-	r := Route{Name: name, Type: typ, CAFile: vs.CAFile, Timeout: vs.Timeout, MaxBodyBytes: vs.MaxBodyBytes}
+	r := Route{Name: name, Type: typ, CAFile: vs.CAFile, Timeout: vs.Timeout, MaxBodyBytes: vs.MaxBodyBytes, ShareToken: vs.ShareToken}
 
 	switch _, _, msg := checkListen(vs.Listen); {
 	case vs.Listen == "":

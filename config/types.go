@@ -41,6 +41,7 @@ type Config struct {
 	CallersFile     string        // IMSPROXY_CALLERS_FILE, "" when unset
 	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
 	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
+	Redis           *Redis        // fleet mode; nil without IMSPROXY_REDIS_URL
 	Routes          []Route       // in the order of IMSPROXY_ROUTES (or stock, aem)
 
 	// Callers is the content of CallersFile as loaded; the proxy reloads
@@ -74,6 +75,9 @@ type Route struct {
 	AllowLicense      bool     // stock: forward licensing calls
 	DownloadUpstream  *url.URL // stock: host of licensed and watermarked downloads
 	LicenseDailyLimit int      // stock: 0 = no limit
+	// ShareToken: in fleet mode, the replicas share this route's token
+	// through Redis (SHARE_TOKEN).
+	ShareToken bool
 
 	CAFile       string         // "" when unset
 	RootCAs      *x509.CertPool // system roots plus CA_FILE; nil = system roots only
@@ -126,4 +130,16 @@ type Cache struct {
 	TTL          time.Duration // how long an answer is served
 	MaxBytes     int64         // total bytes of cached bodies
 	StaleIfError time.Duration // how long past TTL an entry may serve on upstream failure; 0 disables
+}
+
+// Redis is the shared state of fleet mode (IMSPROXY_REDIS_*).
+type Redis struct {
+	// URL is redis://[user:password@]host:port[/db] or rediss://...; it
+	// may carry a password, so it never prints.
+	URL     Secret
+	TLS     bool           // rediss://
+	Prefix  string         // the first part of every key
+	Timeout time.Duration  // bound on one operation
+	CAFile  string         // "" when unset
+	RootCAs *x509.CertPool // system roots plus CA_FILE; nil = system roots only
 }

@@ -25,6 +25,10 @@ type globalVars struct {
 	CallersFile     string        `env:"CALLERS_FILE"`
 	AllowRemote     bool          `env:"ALLOW_REMOTE" envDefault:"false"`
 	AuditLog        string        `env:"AUDIT_LOG"`
+	RedisURL        Secret        `env:"REDIS_URL"` // may carry a password
+	RedisPrefix     string        `env:"REDIS_PREFIX" envDefault:"imsproxy"`
+	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms"`
+	RedisCAFile     string        `env:"REDIS_CA_FILE"`
 }
 
 // routeVars are the per-route variables, without their IMSPROXY_<NAME>_
@@ -62,6 +66,7 @@ type routeVars struct {
 	AllowLicense      bool          `env:"ALLOW_LICENSE"`
 	DownloadUpstream  string        `env:"DOWNLOAD_UPSTREAM" envDefault:"https://stock.adobe.com"`
 	LicenseDailyLimit int           `env:"LICENSE_DAILY_LIMIT"`
+	ShareToken        bool          `env:"SHARE_TOKEN"`
 
 	CAFile       string        `env:"CA_FILE"`
 	Timeout      time.Duration `env:"TIMEOUT" envDefault:"60s"`

@@ -24,6 +24,16 @@ type routeReadyz struct {
 	ExpiresIn         string               `json:"token_expires_in,omitempty"`
 	CertificateExpiry time.Time            `json:"certificate_expiry,omitzero"`
 	Reload            *tokens.ReloadStatus `json:"credentials_reload,omitempty"`
+	Redis             *redisReadyz         `json:"redis,omitempty"` // fleet mode
+}
+
+// redisReadyz is the fleet's Redis as a route sees it. Redis down does
+// not make the proxy unready: fleet mode degrades (licenses refused,
+// searches from the local cache, each replica's own token).
+type redisReadyz struct {
+	Up          bool   `json:"up"`
+	SharedToken bool   `json:"shared_token"`
+	LastError   string `json:"last_error,omitempty"`
 }
 
 // adminHandler serves /healthz, /readyz, /metrics and /cache/purge. It
@@ -48,6 +58,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 			Listen:            rs.cfg.Listen,
 			CertificateExpiry: rs.live.CertificateExpiry(),
 			Reload:            rs.live.ReloadStatus(),
+		}
+		if s.fleet != nil {
+			rr.Redis = &redisReadyz{Up: s.fleet.Up(), SharedToken: rs.cfg.ShareToken, LastError: s.fleet.LastError()}
 		}
 		if rs.mgr != nil {
 			rr.Status = rs.mgr.Status()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
+	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/proxy/stock"
@@ -28,13 +30,25 @@ func (s *Server) newRoute(rc *config.Route, topts tokens.Options) (*routeState, 
 	}
 	parts := s.parts()
 	parts.upstream = upstream
+	rotate := tokens.RotateOptions{}
+	if s.fleet != nil {
+		parts.fleet = s.fleet.Route(rc)
+		if rc.ShareToken && src != nil {
+			share := func(rc *config.Route, own tokens.Source) (tokens.Source, error) {
+				return tokens.NewSharedSource(rc, own, parts.fleet.TokenStore(), s.now, s.log)
+			}
+			if src, err = share(rc, src); err != nil {
+				return nil, err
+			}
+			rotate.Wrap = share
+		}
+	}
 	if src != nil {
 		rs.mgr = s.newManager(rc, src, topts)
 		parts.tokens = rs.mgr
 	}
 	rs.handler, rs.cache = buildRoute(rc, parts)
 
-	rotate := tokens.RotateOptions{}
 	if rs.mgr != nil {
 		rotate.Count = s.metrics.Reloads(rc.Name)
 	}
@@ -54,6 +68,7 @@ type routeParts struct {
 	upstream http.RoundTripper  // to the upstream, IMS and the download host
 	callers  *callers.File      // nil: anyone may call
 	audit    *audit.Log         // nil: no audit log
+	fleet    *fleet.Route       // nil: not in fleet mode
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -96,6 +111,9 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 	var c *cache.Cache
 	if rc.Cache.Size > 0 {
 		c = cache.New(rc, p.now, p.log, p.metrics)
+		if p.fleet != nil {
+			c.Share(p.fleet.Level2(func(reason string) { c.PurgeLocal(reason) }))
+		}
 	}
 	policy := stock.New(rc, stockOptions(rc, p, credentials, timed, c))
 	return route.New(rc, p.log, count,
@@ -132,8 +150,25 @@ func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundT
 	if p.audit != nil {
 		opts.Audit = p.audit
 	}
-	if rc.LicenseDailyLimit > 0 {
-		opts.Budget = stock.NewDailyLimit(rc.LicenseDailyLimit, p.now, p.audit.LicensesOn(audit.UTCDay(p.now()), rc.Name))
+	limit := 0
+	if rc.AllowLicense {
+		limit = rc.LicenseDailyLimit
+	}
+	var remaining func(context.Context) (int, bool)
+	switch {
+	case p.fleet != nil:
+		// Every attempt goes to the fleet's audit trail, limit or not.
+		b := p.fleet.Budget(limit, fleet.Lease(rc.Timeout))
+		opts.Budget, opts.Trail, remaining = b, p.fleet.Trail(), b.Remaining
+	case limit > 0:
+		b := stock.NewDailyLimit(limit, p.now, p.audit.LicensesOn(audit.UTCDay(p.now()), rc.Name))
+		opts.Budget, remaining = b, b.Remaining
+	}
+	if limit > 0 {
+		p.metrics.LicenseBudget(rc.Name, limit, func() (float64, bool) {
+			n, ok := remaining(context.Background())
+			return float64(n), ok
+		})
 	}
 	if rc.DownloadUpstream != nil {
 		opts.Download = reverseProxy(rc.DownloadUpstream, &tokens.QueryTransport{Base: timed, Tokens: p.tokens}, "", p.log)

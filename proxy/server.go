@@ -20,6 +20,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
+	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
@@ -37,6 +38,7 @@ type Server struct {
 	rotator *tokens.Rotator
 	callers *callers.File // nil without IMSPROXY_CALLERS_FILE
 	audit   *audit.Log    // nil without IMSPROXY_AUDIT_LOG
+	fleet   *fleet.Client // nil without IMSPROXY_REDIS_URL
 
 	listeners []net.Listener // routes in order, then admin
 
@@ -96,11 +98,21 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		s.audit = a
 	}
+	if cfg.Redis != nil {
+		var count func(op string)
+		f, err := fleet.New(cfg.Redis, s.log, func(op string) { count(op) })
+		if err != nil {
+			_ = s.audit.Close()
+			return nil, err
+		}
+		count = s.metrics.Redis(f.Up, fleet.Ops)
+		s.fleet = f
+	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		rs, err := s.newRoute(rc, opts.TokenOptions)
 		if err != nil {
-			_ = s.audit.Close()
+			_ = s.Close()
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		s.routes = append(s.routes, rs)
@@ -168,6 +180,9 @@ func (s *Server) listenerName(i int) string {
 // Run (Run releases them itself when it returns).
 func (s *Server) Close() error {
 	s.closeListeners()
+	if s.fleet != nil {
+		_ = s.fleet.Close()
+	}
 	return s.audit.Close()
 }
 
@@ -225,6 +240,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	wg.Go(func() { s.rotator.Run(runCtx) })
+	if s.fleet != nil {
+		wg.Go(func() { s.fleet.Run(runCtx) })
+	}
 	if s.callers != nil {
 		wg.Go(func() { s.callers.Watch(runCtx, callers.PollInterval) })
 	}
@@ -266,6 +284,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	sw.Wait()
 	stop()
+	if s.fleet != nil {
+		wg.Wait() // Run's goroutines, the fleet's among them, before its connections close
+		_ = s.fleet.Close()
+	}
 	_ = s.audit.Close()
 	s.listeners = nil
 	return runErr

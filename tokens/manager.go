@@ -179,6 +179,9 @@ func (m *Manager) Invalidate(value string) bool {
 	m.lastForced = now
 	if m.current.CompareAndSwap(cur, nil) {
 		m.log.Warn("upstream rejected the token; fetching a new one", "route", m.route)
+		if r, ok := m.src.(rejecter); ok {
+			r.Rejected(value)
+		}
 	}
 	return true
 }

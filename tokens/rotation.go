@@ -88,6 +88,7 @@ type LiveCredentials struct {
 	// old: the server empties the route's search cache there, since search
 	// answers carry the old organisation's is_licensed.
 	onReplaced func()
+	wrap       func(rc *config.Route, src Source) (Source, error)
 
 	mu     sync.Mutex // guards status
 	status ReloadStatus
@@ -161,6 +162,9 @@ type RotateOptions struct {
 	// OnReplaced, when set, runs once new credentials have replaced the
 	// old.
 	OnReplaced func()
+	// Wrap, when set, wraps the Source made of reloaded credentials as
+	// the route's first one was (a shared token).
+	Wrap func(rc *config.Route, src Source) (Source, error)
 }
 
 // Add starts tracking route rc, whose tokens mgr (nil for AUTH=none) gets
@@ -168,7 +172,7 @@ type RotateOptions struct {
 // change made from here on is noticed. Add every route before Run.
 func (w *Rotator) Add(rc *config.Route, mgr *Manager, client *http.Client, opts RotateOptions) *LiveCredentials {
 	l := &LiveCredentials{cfg: rc, mgr: mgr, client: client, seen: fingerprint(rc.Files),
-		count: opts.Count, onReplaced: opts.OnReplaced}
+		count: opts.Count, onReplaced: opts.OnReplaced, wrap: opts.Wrap}
 	if l.count == nil {
 		l.count = func(string) {}
 	}
@@ -256,6 +260,9 @@ func (w *Rotator) reload(ctx context.Context, l *LiveCredentials, trigger, fp st
 		next := *l.cfg
 		next.Credentials = creds
 		src, err = NewSource(&next, l.client)
+		if err == nil && src != nil && l.wrap != nil {
+			src, err = l.wrap(&next, src)
+		}
 	}
 	if err != nil {
 		// A configuration problem: retrying the same files cannot help.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -19,6 +20,14 @@ type checkReport struct {
 	OK       bool           `json:"ok"`
 	Problems []checkProblem `json:"problems,omitempty"` // configuration problems (exit 2)
 	Routes   []routeCheck   `json:"routes"`
+	Redis    *redisCheck    `json:"redis,omitempty"` // fleet mode
+}
+
+// redisCheck is the outcome of pinging the fleet's Redis and loading the
+// license scripts into it.
+type redisCheck struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }
 
 type checkProblem struct {
@@ -63,6 +72,10 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	report := checkRoutes(context.Background(), cfg, *timeout, time.Now)
+	if cfg.Redis != nil {
+		report.Redis = checkRedis(context.Background(), cfg.Redis)
+		report.OK = report.OK && report.Redis.OK
+	}
 	if *asJSON {
 		writeReport(stdout, report)
 	} else {
@@ -114,6 +127,23 @@ func checkRoute(ctx context.Context, rc *config.Route, timeout time.Duration, no
 	return r
 }
 
+// checkRedis pings the fleet's Redis and loads the scripts into it, which
+// also checks that the ACL user may run them.
+func checkRedis(ctx context.Context, cfg *config.Redis) *redisCheck {
+	c, err := fleet.New(cfg, nil, nil)
+	if err == nil {
+		defer c.Close()
+		err = c.Ping(ctx)
+	}
+	if err == nil {
+		err = c.LoadScripts(ctx)
+	}
+	if err != nil {
+		return &redisCheck{Error: err.Error()}
+	}
+	return &redisCheck{OK: true}
+}
+
 // expectedMetascope says which metascope the Adobe Developer Console binds
 // to a service account of each route type: invalid_scope on such a route most
 // often means METASCOPES (or the JWT payload) names another one, such as
@@ -153,6 +183,13 @@ func printReport(w io.Writer, report checkReport) {
 		case !r.CertificateExpiry.IsZero():
 			fmt.Fprintf(w, "  certificate valid until %s\n", r.CertificateExpiry.UTC().Format(time.RFC3339))
 		}
+	}
+	switch r := report.Redis; {
+	case r == nil:
+	case r.OK:
+		fmt.Fprintln(w, "redis (fleet mode): reachable, scripts loaded")
+	default:
+		fmt.Fprintf(w, "redis (fleet mode): FAILED %s\n", r.Error)
 	}
 	if failed > 0 {
 		fmt.Fprintf(w, "%d of %d routes failed\n", failed, len(report.Routes))

@@ -33,6 +33,7 @@ var commands = []command{
 	{"keygen", "write a private key and certificate for the Developer Console",
 		func(args, _ []string, stdout, stderr io.Writer) int { return keygen(args, stdout, stderr) }},
 	{"token", "print an access token for a route (for scripts)", token},
+	{"audit", "print the fleet's licensing audit trail from Redis as JSON lines", auditCmd},
 	{"caller-key", "mint a caller key for IMSPROXY_CALLERS_FILE",
 		func(args, _ []string, stdout, stderr io.Writer) int { return callerKey(args, stdout, stderr) }},
 	{"sandbox", "run a built-in Adobe emulator and the proxy in front of it, and print what to try",

@@ -64,6 +64,7 @@ type Cache struct {
 	now      func() time.Time
 	log      *slog.Logger
 	counts   *metrics.Cache // nil: none recorded
+	shared   Shared         // the fleet's second level; nil: none
 
 	flights flights
 	gunzips sync.Pool // *gzip.Reader, for callers that do not accept gzip
@@ -138,8 +139,16 @@ func (c *Cache) Bytes() int64 {
 
 // Purge empties the cache and returns how many entries it held. Answers
 // being fetched while it runs are served but not stored. reason ("admin",
-// "license", "credentials") goes to the log.
+// "license", "credentials") goes to the log. With a shared level, every
+// replica's cache empties.
 func (c *Cache) Purge(reason string) int {
+	if c.shared != nil {
+		c.shared.Purge(reason)
+	}
+	return c.purgeLocal(reason)
+}
+
+func (c *Cache) purgeLocal(reason string) int {
 	c.mu.Lock()
 	n := c.lru.Len()
 	c.lru.Purge()
@@ -199,14 +208,15 @@ func (c *Cache) staleEntry(key string) *entry {
 	return e
 }
 
-// add stores e unless the cache was purged since gen was read. It makes
-// room by removing long-dead entries, then the least recently used ones.
-func (c *Cache) add(e *entry, gen uint64) {
+// add stores e unless the cache was purged since gen was read, and
+// reports whether it did. It makes room by removing long-dead entries,
+// then the least recently used ones.
+func (c *Cache) add(e *entry, gen uint64) bool {
 	evicted := 0
 	c.mu.Lock()
 	if gen != c.gen {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	h := maphash.String(c.seed, e.key)
 	c.lru.Remove(h) // a refresh replaces the old answer (or one whose key collides); not an eviction
@@ -226,6 +236,7 @@ func (c *Cache) add(e *entry, gen uint64) {
 	c.bytes += e.size
 	c.mu.Unlock()
 	c.evicted(evicted)
+	return true
 }
 
 func (c *Cache) evicted(n int) {

@@ -55,7 +55,6 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	key := string(kb)
-	c.count(false)
 	var f *fetched
 	led := true
 	if refresh {
@@ -65,12 +64,15 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(route.StatusClientClosed) // went away while waiting
 		return
 	}
+	c.count(f.shared)
 	switch {
+	case f.entry != nil && f.shared:
+		c.write(w, r, f.entry, xCacheHit)
 	case f.entry != nil:
 		c.write(w, r, f.entry, xCacheMiss)
 	case f.spilled && led:
 		// Too big to keep: already streamed to this caller.
-	case (f.aborted || f.failed()) && !refresh && c.serveStale(w, r, key):
+	case (f.aborted || f.failed()) && !refresh && c.serveStale(w, r, key, f.stale):
 	case f.aborted || f.spilled:
 		// No answer to share: this caller's own request, not cached.
 		w.Header()["X-Cache"] = xCacheMiss
@@ -81,13 +83,16 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveStale answers with an expired entry still inside the stale-if-error
-// window, if there is one.
-func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string) bool {
+// window, if there is one: the local one, else shared, the one the shared
+// level returned.
+func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string, shared *entry) bool {
 	e := c.staleEntry(key)
+	if e == nil {
+		e = shared
+	}
 	if e == nil {
 		return false
 	}
-	c.count(true)
 	c.write(w, r, e, xCacheStale)
 	return true
 }
@@ -129,6 +134,8 @@ type fetched struct {
 	header  http.Header
 	body    []byte
 	entry   *entry // the answer as stored; nil when it may not be
+	shared  bool   // entry came from the shared level: a hit
+	stale   *entry // the shared level's expired entry, for stale-if-error
 	spilled bool   // over 1 MiB: streamed to the leader's caller alone
 	aborted bool   // no whole answer: the upstream broke off or the fetch ran out of time
 }
@@ -160,8 +167,21 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 	gen := c.generation()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), route.Config(r).Timeout+fetchBodyTime)
 	defer cancel()
+	// A local miss asks the fleet's shared level before the upstream; a
+	// refresh (no-cache) goes upstream in any case.
+	var stale *entry
+	if !wantsRefresh(r.Header) {
+		e, expired := c.loadShared(ctx, key)
+		if e != nil && !expired {
+			c.add(e, gen)
+			return &fetched{status: http.StatusOK, entry: e, shared: true}
+		}
+		if expired {
+			stale = e
+		}
+	}
 	capt := &capture{header: make(http.Header), leader: w}
-	f = &fetched{aborted: true}
+	f = &fetched{aborted: true, stale: stale}
 	defer func() {
 		// The reverse proxy aborts with ErrAbortHandler when the upstream
 		// breaks off mid-body. Until part of the answer went to the
@@ -177,9 +197,11 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 	}
 	*f = fetched{status: status, header: capt.header, body: capt.body, spilled: capt.spilled,
 		// the fetch's own deadline passed before an answer came
-		aborted: status == route.StatusClientClosed}
+		aborted: status == route.StatusClientClosed, stale: stale}
 	if e := c.newEntry(key, f, c.now()); e != nil {
-		c.add(e, gen) // not kept if purged meanwhile, but served to those waiting
+		if c.add(e, gen) { // not kept if purged meanwhile, but served to those waiting
+			c.storeShared(e)
+		}
 		f.entry = e
 	}
 	return f

@@ -23,8 +23,10 @@ type Budget interface {
 // Slot is one reserved license.
 type Slot interface {
 	// Settle gives the slot back, counting a license when counted is true
-	// (one was made, or may have been).
-	Settle(ctx context.Context, counted bool)
+	// (one was made, or may have been). rec is the attempt's audit record:
+	// a budget shared by a fleet appends it to the fleet's audit trail in
+	// the same step, and then reports recorded.
+	Settle(ctx context.Context, counted bool, rec audit.Record) (recorded bool)
 }
 
 // SpentError says that the day's licenses are made.
@@ -73,7 +75,7 @@ func (l *DailyLimit) Reserve(context.Context) (Slot, error) {
 
 type dailySlot struct{ l *DailyLimit }
 
-func (s dailySlot) Settle(_ context.Context, counted bool) {
+func (s dailySlot) Settle(_ context.Context, counted bool, _ audit.Record) bool {
 	l := s.l
 	now := l.now()
 	l.mu.Lock()
@@ -83,6 +85,7 @@ func (s dailySlot) Settle(_ context.Context, counted bool) {
 	if counted {
 		l.count++
 	}
+	return false
 }
 
 // rollLocked starts a new count at midnight UTC.
@@ -96,4 +99,14 @@ func (l *DailyLimit) rollLocked(now time.Time) {
 type unlimited struct{}
 
 func (unlimited) Reserve(context.Context) (Slot, error) { return unlimited{}, nil }
-func (unlimited) Settle(context.Context, bool)          {}
+func (unlimited) Settle(context.Context, bool, audit.Record) bool { return false }
+
+// Remaining is how many licenses may still be made today, those in flight
+// counted.
+func (l *DailyLimit) Remaining(context.Context) (int, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rollLocked(now)
+	return max(l.max-l.count-l.inflight, 0), true
+}

@@ -1,6 +1,7 @@
 package stock
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/route"
@@ -29,6 +31,10 @@ func (p *Policy) license(w http.ResponseWriter, r *http.Request, next http.Handl
 	next.ServeHTTP(h, r)
 	h.finish()
 }
+
+// budgetRetry is the Retry-After of a license refused because the shared
+// budget could not be asked: Redis is checked again every second.
+const budgetRetry = 5 * time.Second
 
 // licenseRequest is what a licensing call asks for.
 type licenseRequest struct {
@@ -153,9 +159,12 @@ func (p *Policy) guard(w http.ResponseWriter, r *http.Request, allowEditorial bo
 			"Route "+rc.Name+" has made its "+strconv.Itoa(spent.Limit)+" licenses for today ("+rc.Var("LICENSE_DAILY_LIMIT")+"); retry after midnight UTC or ask the operator to raise the limit.")
 		return nil, false
 	case err != nil:
-		// Not reachable with the limit kept in this process.
+		// The count is shared (fleet mode) and Redis cannot be asked: a
+		// count kept here instead would let every replica spend the limit.
+		route.RetryAfter(w, budgetRetry)
 		a.refuse(w, r, http.StatusServiceUnavailable, route.CodeLicenseLimitUnavailable,
 			"The license was not requested: the daily license count could not be checked; retry later.")
+		logf(r, slog.LevelWarn, "license budget unavailable", slog.String("error", err.Error()))
 		return nil, false
 	}
 	a.slot = slot
@@ -225,14 +234,19 @@ func (a *attempt) settle(outcome string, status, upstream int, state string) {
 	}
 	a.settled = true
 	p := a.p
-	if a.slot != nil {
-		a.slot.Settle(a.r.Context(), outcome == audit.OutcomeLicensed)
-		a.slot = nil
-	}
 	a.rec.Time = p.opts.Now().UTC()
 	a.rec.Outcome, a.rec.Status, a.rec.UpstreamStatus, a.rec.PurchaseState = outcome, status, upstream, state
+	recorded := false
+	if a.slot != nil {
+		// Settled whether or not the caller is still there.
+		recorded = a.slot.Settle(context.WithoutCancel(a.r.Context()), outcome == audit.OutcomeLicensed, a.rec)
+		a.slot = nil
+	}
 	if p.opts.Audit != nil {
 		_ = p.opts.Audit.Write(a.rec)
+	}
+	if p.opts.Trail != nil && !recorded {
+		_ = p.opts.Trail.Write(a.rec)
 	}
 	p.opts.Count(outcome)
 	if outcome == audit.OutcomeLicensed {

@@ -33,6 +33,9 @@ type Auditor interface {
 type Options struct {
 	// Audit records every licensing attempt; nil: none kept.
 	Audit Auditor
+	// Trail is the audit trail a fleet shares (fleet mode): it gets the
+	// attempts whose Slot did not record them; nil: none.
+	Trail Auditor
 	// Budget is the route's LICENSE_DAILY_LIMIT; nil: no limit.
 	Budget Budget
 	// Lookup carries the editorial check's search to the upstream with

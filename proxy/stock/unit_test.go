@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
 )
 
 func TestParseLicenseQuery(t *testing.T) {
@@ -105,13 +106,13 @@ func TestDailyLimit_ConcurrentCallsCannotOvershoot(t *testing.T) {
 	for s := range slots {
 		held = append(held, s)
 	}
-	held[0].Settle(ctx, false) // one failed: its slot is free again
+	held[0].Settle(ctx, false, audit.Record{}) // one failed: its slot is free again
 	again, err := l.Reserve(ctx)
 	if err != nil {
 		t.Fatal("a failed call's slot was not given back")
 	}
-	held[1].Settle(ctx, true)
-	again.Settle(ctx, true)
+	held[1].Settle(ctx, true, audit.Record{})
+	again.Settle(ctx, true, audit.Record{})
 	_, err = l.Reserve(ctx)
 	var spent *SpentError
 	if !errors.As(err, &spent) || spent.Limit != 3 || spent.RetryAfter != 12*time.Hour {

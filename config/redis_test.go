@@ -1,0 +1,79 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoad_FleetModeProblems(t *testing.T) {
+	fleet := with(oauthStock(), "IMSPROXY_REDIS_URL", "redis://127.0.0.1:6379/0")
+	pem := writeFile(t, "ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"an http URL", with(oauthStock(), "IMSPROXY_REDIS_URL", "http://127.0.0.1:6379"),
+			"IMSPROXY_REDIS_URL: must start with redis:// or rediss:// (TLS), e.g. redis://127.0.0.1:6379/0"},
+		{"no host", with(oauthStock(), "IMSPROXY_REDIS_URL", "redis:///0"),
+			"IMSPROXY_REDIS_URL: must name the Redis host, e.g. redis://127.0.0.1:6379/0"},
+		{"a query", with(oauthStock(), "IMSPROXY_REDIS_URL", "redis://h:6379/0?dial_timeout=1s"),
+			"IMSPROXY_REDIS_URL: must be redis://[user:password@]host:port[/db], without a query or a fragment"},
+		{"a port out of range", with(oauthStock(), "IMSPROXY_REDIS_URL", "redis://h:99999"),
+			"IMSPROXY_REDIS_URL: has a port that is not a number from 1 to 65535"},
+		{"a database that is not a number", with(oauthStock(), "IMSPROXY_REDIS_URL", "redis://h:6379/x"),
+			"IMSPROXY_REDIS_URL: must end with a database number, e.g. /0, or nothing"},
+		{"a prefix with a brace", with(fleet, "IMSPROXY_REDIS_PREFIX", "a{b}"), "IMSPROXY_REDIS_PREFIX: ..."},
+		{"a prefix with a space", with(fleet, "IMSPROXY_REDIS_PREFIX", "a b"), "IMSPROXY_REDIS_PREFIX: ..."},
+		{"a zero timeout", with(fleet, "IMSPROXY_REDIS_TIMEOUT", "0s"), "IMSPROXY_REDIS_TIMEOUT: must be positive, e.g. 500ms"},
+		{"a CA file without TLS", with(fleet, "IMSPROXY_REDIS_CA_FILE", pem), "IMSPROXY_REDIS_CA_FILE: applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL"},
+		{"a CA file that is not PEM", with(fleet, "IMSPROXY_REDIS_URL", "rediss://h:6380", "IMSPROXY_REDIS_CA_FILE", writeFile(t, "x", "x")),
+			"IMSPROXY_REDIS_CA_FILE: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"},
+		{"a Redis variable without the URL", with(oauthStock(), "IMSPROXY_REDIS_PREFIX", "p"),
+			"IMSPROXY_REDIS_PREFIX: applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it"},
+		{"a shared token without Redis", with(oauthStock(), "IMSPROXY_STOCK_SHARE_TOKEN", "true"),
+			"IMSPROXY_STOCK_SHARE_TOKEN: needs IMSPROXY_REDIS_URL: the replicas share the token through Redis"},
+		{"a shared fixed token", with(map[string]string{"IMSPROXY_STOCK_ACCESS_TOKEN": "t", "IMSPROXY_REDIS_URL": "redis://h"}, "IMSPROXY_STOCK_SHARE_TOKEN", "true"),
+			"IMSPROXY_STOCK_SHARE_TOKEN: applies only to AUTH=jwt or oauth: a fixed token (or none) is not exchanged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loadProblems(t, tc.env)
+			wantProblems(t, got, tc.want)
+			for _, g := range got {
+				if strings.Contains(g, "secretpw") {
+					t.Errorf("a problem repeats the URL's password: %s", g)
+				}
+			}
+		})
+	}
+}
+
+func TestLoad_FleetModeLifts(t *testing.T) {
+	t.Run("a daily limit needs no audit log with Redis", func(t *testing.T) {
+		cfg := mustLoad(t, with(oauthStock(), "IMSPROXY_STOCK_ALLOW_LICENSE", "true", "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "5",
+			"IMSPROXY_REDIS_URL", "rediss://app:secretpw@redis.internal:6380/2", "IMSPROXY_STOCK_SHARE_TOKEN", "true"))
+		r := cfg.Redis
+		if r == nil || !r.TLS || r.Prefix != "imsproxy" || r.Timeout != 500*time.Millisecond || !cfg.Routes[0].ShareToken {
+			t.Fatalf("Redis = %+v, share token %v", r, cfg.Routes[0].ShareToken)
+		}
+		if s := fmt.Sprintf("%v %+v %#v", r, r, r.URL); strings.Contains(s, "secretpw") {
+			t.Errorf("the Redis configuration prints its password: %s", s)
+		}
+	})
+	t.Run("no Redis without the URL", func(t *testing.T) {
+		if cfg := mustLoad(t, oauthStock()); cfg.Redis != nil {
+			t.Errorf("Redis = %+v", cfg.Redis)
+		}
+	})
+	t.Run("LoadRedis reads the Redis variables alone", func(t *testing.T) {
+		r, err := LoadRedis([]string{"IMSPROXY_REDIS_URL=redis://127.0.0.1:1", "IMSPROXY_REDIS_PREFIX=p", "IMSPROXY_STOCK_TIMEOUT=bad"})
+		if err != nil || r == nil || r.Prefix != "p" {
+			t.Fatalf("LoadRedis = %+v, %v", r, err)
+		}
+		if _, err := LoadRedis([]string{"IMSPROXY_REDIS_URL=http://x"}); err == nil || !strings.Contains(err.Error(), "IMSPROXY_REDIS_URL") {
+			t.Errorf("LoadRedis of an http URL: %v", err)
+		}
+	})
+}

@@ -1,0 +1,183 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+)
+
+// Shared is a second cache level behind the local one, shared by the
+// replicas of a fleet (fleet mode): a local miss asks it before the
+// upstream, and an upstream answer is stored in both. It must never fail a
+// search: when it cannot answer, it is a miss.
+type Shared interface {
+	// Get returns what Set stored under key, or nil.
+	Get(ctx context.Context, key string) []byte
+	// Set stores value under key for ttl, without making the caller wait.
+	Set(key string, value []byte, ttl time.Duration)
+	// Purge empties the level for every replica; each empties its own
+	// local level when it hears of it (PurgeLocal).
+	Purge(reason string)
+}
+
+// Share puts s behind the cache as its second level. Call it before the
+// cache serves.
+func (c *Cache) Share(s Shared) { c.shared = s }
+
+// PurgeLocal empties this replica's level alone: another replica purged
+// the shared level.
+func (c *Cache) PurgeLocal(reason string) int { return c.purgeLocal(reason) }
+
+// loadShared asks the shared level for key: a fresh entry, or one within
+// its stale-if-error window (stale true), or nil.
+func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale bool) {
+	if c.shared == nil {
+		return nil, false
+	}
+	b := c.shared.Get(ctx, key)
+	if b == nil {
+		return nil, false
+	}
+	e = decodeEntry(key, b)
+	if e == nil {
+		return nil, false
+	}
+	switch age := c.now().Sub(e.stored); {
+	case age < c.ttl:
+		return e, false
+	case age < c.ttl+c.stale:
+		return e, true
+	}
+	return nil, false
+}
+
+// storeShared hands a fresh entry to the shared level, to expire when its
+// stale-if-error window ends.
+func (c *Cache) storeShared(e *entry) {
+	if c.shared == nil {
+		return
+	}
+	if ttl := c.ttl + c.stale - c.now().Sub(e.stored); ttl > 0 {
+		c.shared.Set(e.key, encodeEntry(e), ttl)
+	}
+}
+
+// entryFormat starts an encoded entry; another value is a miss.
+const entryFormat = 1
+
+// encodeEntry writes e for the shared level: the format, the time stored,
+// the key (compared when read: the shared level may index by a hash), the
+// decoded length of a gzip body, the header and the body.
+func encodeEntry(e *entry) []byte {
+	n := 32 + len(e.key) + len(e.body)
+	for _, f := range e.header {
+		n += 8 + len(f.name)
+		for _, v := range f.values {
+			n += 4 + len(v)
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, entryFormat)
+	b = binary.AppendVarint(b, e.stored.UnixNano())
+	b = appendString(b, e.key)
+	plain := ""
+	if e.plainLength != nil {
+		plain = e.plainLength[0]
+	}
+	b = appendString(b, plain)
+	b = binary.AppendUvarint(b, uint64(len(e.header)))
+	for _, f := range e.header {
+		b = appendString(b, f.name)
+		b = binary.AppendUvarint(b, uint64(len(f.values)))
+		for _, v := range f.values {
+			b = appendString(b, v)
+		}
+	}
+	return append(b, e.body...)
+}
+
+// decodeEntry reads what encodeEntry wrote for key; nil when b is not that.
+func decodeEntry(key string, b []byte) *entry {
+	d := entryReader{b: b}
+	if d.byte() != entryFormat {
+		return nil
+	}
+	stored := d.varint()
+	if d.string() != key {
+		return nil
+	}
+	e := &entry{key: key, stored: time.Unix(0, stored)}
+	if plain := d.string(); plain != "" {
+		e.plainLength = []string{plain}
+	}
+	nh := d.uvarint()
+	if nh > uint64(len(b)) {
+		return nil
+	}
+	e.header = make([]headerField, 0, nh)
+	for range nh {
+		name := d.string()
+		nv := d.uvarint()
+		if nv > uint64(len(b)) {
+			return nil
+		}
+		values := make([]string, nv)
+		for i := range values {
+			values[i] = d.string()
+		}
+		e.header = append(e.header, headerField{name, values})
+	}
+	if d.bad || len(d.b) > maxCachedBody {
+		return nil
+	}
+	e.body = d.b
+	e.size = int64(cap(b)+len(key)) + headerSize(e.header) + entryOverhead
+	return e
+}
+
+// entryReader reads an encoded entry; bad is set on the first short read.
+type entryReader struct {
+	b   []byte
+	bad bool
+}
+
+func (d *entryReader) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *entryReader) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *entryReader) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *entryReader) string() string {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		d.bad = true
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

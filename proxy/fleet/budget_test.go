@@ -1,0 +1,183 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imsproxy/imsproxy/internal/redistest"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
+	"github.com/imsproxy/imsproxy/proxy/stock"
+)
+
+func TestBudget_ExactAcrossReplicasUnderConcurrency(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	const limit, callers = 7, 60
+	var budgets []*Budget
+	for range 3 {
+		budgets = append(budgets, replica(t, srv).Route(stockRoute("client")).Budget(limit, time.Minute))
+	}
+	var granted, spent atomic.Int32
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			b := budgets[i%len(budgets)]
+			slot, err := b.Reserve(context.Background())
+			var se *stock.SpentError
+			switch {
+			case errors.As(err, &se):
+				spent.Add(1)
+				if se.Limit != limit || se.RetryAfter <= 0 || se.RetryAfter > 24*time.Hour {
+					t.Errorf("SpentError = %+v", se)
+				}
+			case err != nil:
+				t.Error(err)
+			default:
+				granted.Add(1)
+				slot.Settle(context.Background(), true, audit.Record{Route: "stock", Outcome: "licensed"})
+			}
+		})
+	}
+	wg.Wait()
+	if granted.Load()+spent.Load() != callers {
+		t.Fatalf("granted %d + spent %d != %d", granted.Load(), spent.Load(), callers)
+	}
+	if granted.Load() != limit {
+		t.Errorf("%d licenses granted across the replicas, want exactly %d", granted.Load(), limit)
+	}
+	left, ok := budgets[0].Remaining(context.Background())
+	if !ok || left != 0 {
+		t.Errorf("remaining = %d, %v; want 0 (the limit is spent)", left, ok)
+	}
+	n, err := inspect(t, srv).Get(context.Background(), budgetKeyToday(t, srv)).Int()
+	if err != nil || n != limit {
+		t.Errorf("licenses counted in Redis = %d (%v), want exactly %d", n, err, limit)
+	}
+}
+
+// budgetKeyToday is the count key of route stock, client "client", today.
+func budgetKeyToday(t *testing.T, srv *redistest.Server) string {
+	t.Helper()
+	tm, err := inspect(t, srv).Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "test:{stock:client}:license:" + audit.UTCDay(tm) + ":count"
+}
+
+func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	dead := replica(t, srv).Route(stockRoute("client")).Budget(2, 300*time.Millisecond)
+	alive := replica(t, srv).Route(stockRoute("client")).Budget(2, time.Minute)
+	ctx := context.Background()
+	if _, err := dead.Reserve(ctx); err != nil { // never settled: the replica died
+		t.Fatal(err)
+	}
+	s, err := alive.Reserve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alive.Reserve(ctx); !isSpent(err) {
+		t.Fatalf("third reservation with two held: %v, want spent", err)
+	}
+	s.Settle(ctx, false, audit.Record{}) // refused by Stock: free again
+	rdb := inspect(t, srv)
+	testutil.WaitFor(t, "the dead replica's lease to end and count", func() bool {
+		n, _ := rdb.Get(ctx, budgetKeyToday(t, srv)).Int()
+		if n == 0 {
+			_, _ = alive.Remaining(ctx) // Remaining does not sweep; a reservation does
+			if s, err := alive.Reserve(ctx); err == nil {
+				s.Settle(ctx, false, audit.Record{})
+			}
+		}
+		return n == 1
+	})
+	if _, err := alive.Reserve(ctx); err != nil {
+		t.Fatalf("one license left: %v", err)
+	}
+	if _, err := alive.Reserve(ctx); !isSpent(err) {
+		t.Fatalf("the expired lease counts: want spent, got %v", err)
+	}
+	msgs, err := rdb.XRange(ctx, "test:audit", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range msgs {
+		var rec map[string]any
+		_ = json.Unmarshal([]byte(m.Values["record"].(string)), &rec)
+		found = found || (rec["outcome"] == "unknown" && rec["reason"] == "lease_expired" && rec["route"] == "stock")
+	}
+	if !found {
+		t.Errorf("no audit record of the expired lease among %v", msgs)
+	}
+}
+
+func isSpent(err error) bool {
+	var se *stock.SpentError
+	return errors.As(err, &se)
+}
+
+func TestBudget_SettleAppendsTheRecordToTheStream(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replica(t, srv)
+	for _, limit := range []int{0, 3} {
+		b := c.Route(stockRoute("client")).Budget(limit, time.Minute)
+		s, err := b.Reserve(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Settle(context.Background(), true, audit.Record{RequestID: "req-" + string(rune('a'+limit)), Outcome: "licensed"}) {
+			t.Errorf("limit %d: Settle did not record", limit)
+		}
+	}
+	if err := c.Trail().Write(audit.Record{RequestID: "refused", Outcome: "forbidden"}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	n, err := c.PrintAudit(context.Background(), time.Now().Add(-time.Minute), &out)
+	if err != nil || n != 3 {
+		t.Fatalf("PrintAudit = %d, %v", n, err)
+	}
+	for _, id := range []string{`"request_id":"req-a"`, `"request_id":"req-d"`, `"request_id":"refused"`} {
+		if !strings.Contains(out.String(), id) {
+			t.Errorf("audit output lacks %s:\n%s", id, out.String())
+		}
+	}
+	if n, _ := c.PrintAudit(context.Background(), time.Now().Add(time.Minute), &out); n != 0 {
+		t.Errorf("records since the future: %d", n)
+	}
+}
+
+func TestBudget_RedisDownRefusesAndNeverCountsLocally(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	b := replica(t, srv).Route(stockRoute("client")).Budget(5, time.Minute)
+	srv.Kill()
+	start := time.Now()
+	_, err := b.Reserve(context.Background())
+	if err == nil || isSpent(err) {
+		t.Fatalf("Reserve with Redis down = %v, want an error that is not SpentError", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Reserve took %v with Redis down", d)
+	}
+}
+
+func TestBudget_TwoOrganisationsWithTheSameRouteNameDoNotShareACount(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replica(t, srv)
+	a := c.Route(stockRoute("org-a")).Budget(1, time.Minute)
+	b := c.Route(stockRoute("org-b")).Budget(1, time.Minute)
+	if _, err := a.Reserve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(context.Background()); err != nil {
+		t.Fatalf("org-b's budget is spent by org-a's license: %v", err)
+	}
+}

@@ -173,4 +173,3 @@ func (l *Level2) sync(ctx context.Context) {
 		l.local("fleet:missed")
 	}
 }
-

@@ -98,7 +98,7 @@ func (l *DailyLimit) rollLocked(now time.Time) {
 // unlimited is the Budget of a route without LICENSE_DAILY_LIMIT.
 type unlimited struct{}
 
-func (unlimited) Reserve(context.Context) (Slot, error) { return unlimited{}, nil }
+func (unlimited) Reserve(context.Context) (Slot, error)           { return unlimited{}, nil }
 func (unlimited) Settle(context.Context, bool, audit.Record) bool { return false }
 
 // Remaining is how many licenses may still be made today, those in flight

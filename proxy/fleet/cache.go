@@ -43,6 +43,10 @@ func (r *Route) Level2(local func(reason string)) *Level2 {
 	r.c.mu.Lock()
 	r.c.caches[l.channel] = l
 	r.c.mu.Unlock()
+	select {
+	case r.c.subs <- l.channel:
+	default: // more caches than routes can make: the generation check stands in
+	}
 	return l
 }
 

@@ -75,6 +75,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	caches map[string]*Level2 // by purge channel
+	subs   chan string        // channels for listen to subscribe to
 }
 
 // New returns the Client of cfg. It connects lazily: New does no I/O, so
@@ -107,6 +108,7 @@ func New(cfg *config.Redis, log *slog.Logger, failed func(op string)) (*Client, 
 	c := &Client{
 		rdb: redis.NewClient(opts), prefix: cfg.Prefix, timeout: cfg.Timeout, log: log, failed: failed,
 		background: make(chan struct{}, maxBackground), caches: map[string]*Level2{},
+		subs: make(chan string, 64),
 	}
 	c.up.Store(true) // until an operation says otherwise
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
@@ -200,15 +202,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 func (c *Client) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	c.mu.Lock()
-	channels := make([]string, 0, len(c.caches))
-	for ch := range c.caches {
-		channels = append(channels, ch)
-	}
-	c.mu.Unlock()
-	if len(channels) > 0 {
-		wg.Go(func() { c.listen(ctx, channels) })
-	}
+	wg.Go(func() { c.listen(ctx) })
 	tick := time.NewTicker(checkInterval)
 	defer tick.Stop()
 	for {
@@ -234,7 +228,13 @@ func (c *Client) Run(ctx context.Context) {
 // listen empties a replica's local cache when another replica purges.
 // go-redis resubscribes after a lost connection; what was published
 // meanwhile is caught by the generation check of Run.
-func (c *Client) listen(ctx context.Context, channels []string) {
+func (c *Client) listen(ctx context.Context) {
+	c.mu.Lock()
+	channels := make([]string, 0, len(c.caches))
+	for ch := range c.caches {
+		channels = append(channels, ch)
+	}
+	c.mu.Unlock()
 	ps := c.rdb.Subscribe(ctx, channels...)
 	defer ps.Close()
 	msgs := ps.Channel()
@@ -242,6 +242,8 @@ func (c *Client) listen(ctx context.Context, channels []string) {
 		select {
 		case <-ctx.Done():
 			return
+		case ch := <-c.subs: // a cache made after Run started
+			_ = ps.Subscribe(ctx, ch) // on failure, Run's generation check stands in
 		case m, ok := <-msgs:
 			if !ok {
 				return

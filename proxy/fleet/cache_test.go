@@ -1,0 +1,78 @@
+package fleet
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imsproxy/imsproxy/internal/redistest"
+	"github.com/imsproxy/imsproxy/internal/testutil"
+)
+
+func TestLevel2_AnAnswerStoredByOneReplicaIsFoundByAnother(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a := replica(t, srv).Route(stockRoute("client")).Level2(func(string) {})
+	b := replica(t, srv).Route(stockRoute("client")).Level2(func(string) {})
+	ctx := context.Background()
+	if got := a.Get(ctx, "search"); got != nil { // also reads the generation
+		t.Fatalf("empty Redis answered %q", got)
+	}
+	a.Set("search", []byte("answer"), time.Minute)
+	testutil.WaitFor(t, "the background store", func() bool { return string(b.Get(ctx, "search")) == "answer" })
+	other := replica(t, srv).Route(stockRoute("other-org")).Level2(func(string) {})
+	if got := other.Get(ctx, "search"); got != nil {
+		t.Errorf("another client id reads the answer: %q", got)
+	}
+}
+
+func TestLevel2_APurgeReachesEveryReplicaWithinASecond(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	var purgedB, purgedA atomic.Int32
+	a := replica(t, srv).Route(stockRoute("client")).Level2(func(string) { purgedA.Add(1) })
+	cb := replica(t, srv)
+	b := cb.Route(stockRoute("client")).Level2(func(string) { purgedB.Add(1) })
+	ctx := context.Background()
+	_ = a.Get(ctx, "k")
+	_ = b.Get(ctx, "k")
+	a.Set("k", []byte("v"), time.Minute)
+	testutil.WaitFor(t, "the store", func() bool { return b.Get(ctx, "k") != nil })
+	rdb := inspect(t, srv)
+	testutil.WaitFor(t, "both replicas to subscribe", func() bool {
+		n, _ := rdb.PubSubNumSub(ctx, b.channel).Result()
+		return n[b.channel] == 2
+	})
+	start := time.Now()
+	a.Purge("test")
+	testutil.WaitFor(t, "b to hear of the purge", func() bool { return purgedB.Load() > 0 })
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the purge reached the other replica after %v", d)
+	}
+	if purgedA.Load() != 0 {
+		t.Errorf("the purging replica heard its own purge")
+	}
+	if got := b.Get(ctx, "k"); got != nil {
+		t.Errorf("after the purge the other replica still reads %q", got)
+	}
+}
+
+func TestLevel2_RedisDownIsAMissAndTheBreakerKeepsSearchesOffIt(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replica(t, srv)
+	l := c.Route(stockRoute("client")).Level2(func(string) {})
+	ctx := context.Background()
+	_ = l.Get(ctx, "k")
+	srv.Kill()
+	if got := l.Get(ctx, "k"); got != nil || c.Up() {
+		t.Fatalf("Get with Redis down = %q, up %v", got, c.Up())
+	}
+	start := time.Now()
+	for range 1000 {
+		_ = l.Get(ctx, "k")
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("1000 lookups with the breaker open took %v: they should not ask Redis", d)
+	}
+	srv.Restart()
+	testutil.WaitFor(t, "the breaker to close once Redis answers", c.Up)
+}

@@ -1,0 +1,355 @@
+package integration
+
+// End-to-end tests of fleet mode: several imsproxy processes share one
+// real redis-server in front of the emulator.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/internal/redistest"
+)
+
+// fleetEnv is a stock route against a (or base, when set) that licenses,
+// in fleet mode on srv, with more variables added.
+func fleetEnv(a *adobe, creds *fakeadobe.Credentials, srv *redistest.Server, more ...string) map[string]string {
+	env := a.stockOAuthEnv(creds)
+	env["IMSPROXY_REDIS_URL"] = srv.URL
+	env["IMSPROXY_STOCK_ALLOW_LICENSE"] = "true"
+	for i := 0; i+1 < len(more); i += 2 {
+		env[more[i]] = more[i+1]
+	}
+	return env
+}
+
+// startReplicas starts n proxies with env and waits until each is ready.
+func startReplicas(t *testing.T, n int, env map[string]string) []*proxyProcess {
+	t.Helper()
+	ps := make([]*proxyProcess, n)
+	for i := range ps {
+		ps[i] = startProxy(t, env)
+	}
+	for _, p := range ps {
+		p.waitReady()
+	}
+	return ps
+}
+
+func redisClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	opts, _ := redis.ParseURL(srv.URL)
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func TestE2E_Fleet_ExactLicenceBudgetUnderAConcurrentStorm(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{})
+	const limit, storm = 5, 36
+	ps := startReplicas(t, 3, fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", strconv.Itoa(limit)))
+	ids := photos(t, a, creds, false, storm)
+
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			status, _, _ := httpGet(t, ps[i%len(ps)].URL("stock")+licencePath(id))
+			mu.Lock()
+			statuses[status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if statuses[200] != limit || statuses[429] != storm-limit {
+		t.Errorf("answers %v: want exactly %d licences and %d refusals across three replicas", statuses, limit, storm-limit)
+	}
+	if n := a.Stats().Licences; n != limit {
+		t.Errorf("Stock made %d licences, want %d", n, limit)
+	}
+	m := fetchMetrics(t, ps[1])
+	for _, want := range []string{`imsproxy_license_daily_limit{route="stock"} 5`, `imsproxy_license_daily_remaining{route="stock"} 0`, "imsproxy_redis_up 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Every attempt is in the fleet's audit stream.
+	out := runAudit(t, srv)
+	if got := strings.Count(out, `"outcome":"licensed"`); got != limit {
+		t.Errorf("the audit stream holds %d licences, want %d:\n%s", got, limit, out)
+	}
+	if got := strings.Count(out, `"outcome":"license_limit_reached"`); got != storm-limit {
+		t.Errorf("the audit stream holds %d refusals, want %d", got, storm-limit)
+	}
+}
+
+// runAudit runs imsproxy audit against srv and returns what it printed.
+func runAudit(t *testing.T, srv *redistest.Server) string {
+	t.Helper()
+	cmd := exec.Command(imsproxyBin, "audit", "-since", "1h")
+	cmd.Env = []string{"IMSPROXY_REDIS_URL=" + srv.URL}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("imsproxy audit: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !json.Valid([]byte(line)) {
+			t.Errorf("imsproxy audit printed a line that is not JSON: %s", line)
+		}
+	}
+	return string(out)
+}
+
+func TestE2E_Fleet_AReplicaKilledMidLicenceCountsWhenItsLeaseEnds(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{})
+	// TIMEOUT 2s: the lease is 2 × 2 s + 5 s.
+	env := fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "2", "IMSPROXY_STOCK_TIMEOUT", "2s")
+	ps := startReplicas(t, 2, env)
+	ids := photos(t, a, creds, false, 4)
+	rdb := redisClient(t, srv)
+	held := func() int64 {
+		keys, _ := rdb.Keys(context.Background(), "imsproxy:{stock:"+creds.ClientID+"}:license:*:held").Result()
+		if len(keys) == 0 {
+			return 0
+		}
+		n, _ := rdb.ZCard(context.Background(), keys[0]).Result()
+		return n
+	}
+
+	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(1500 * time.Millisecond)})
+	go func() { // the caller gives up when its proxy dies
+		req, _ := http.NewRequest(http.MethodGet, ps[0].URL("stock")+licencePath(ids[0]), nil)
+		req.Header.Set("X-Imsproxy-Allow-Editorial", "true")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, 10*time.Second, "the licence to reserve its slot", func() bool { return held() == 1 })
+	_ = ps[0].cmd.Process.Kill() // kill -9, mid-licence
+	<-ps[0].exited
+	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{})
+
+	// The dead replica's reservation holds its slot: one licence is left.
+	if status, _, body := httpGet(t, ps[1].URL("stock")+licencePath(ids[1])); status != 200 {
+		t.Fatalf("licence through the live replica: %d %s", status, body)
+	}
+	status, h, body := httpGet(t, ps[1].URL("stock")+licencePath(ids[2]))
+	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
+	// When the lease ends, the reservation counts as a licence: the day
+	// stays spent, and the audit trail says what happened.
+	waitFor(t, 20*time.Second, "the lease to end and be counted", func() bool {
+		status, _, _ := httpGet(t, ps[1].URL("stock")+licencePath(ids[3]))
+		if status != 429 {
+			t.Fatalf("a licence went through after the lease ended: %d", status)
+		}
+		return held() == 0
+	})
+	out := runAudit(t, srv)
+	if !strings.Contains(out, `"outcome":"unknown"`) || !strings.Contains(out, `"reason":"lease_expired"`) {
+		t.Errorf("no record of the expired lease in the audit stream:\n%s", out)
+	}
+}
+
+func TestE2E_Fleet_CountSurvivesARestartOfEveryReplicaAndOfRedis(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{AOF: true})
+	env := fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "3")
+	ps := startReplicas(t, 2, env)
+	ids := photos(t, a, creds, false, 4)
+	for i, id := range ids[:3] {
+		if status, _, body := httpGet(t, ps[i%2].URL("stock")+licencePath(id)); status != 200 {
+			t.Fatalf("licence %s: %d %s", id, status, body)
+		}
+	}
+	for _, p := range ps {
+		if code := p.stop(); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+	}
+	srv.Stop()
+	srv.Restart()
+	ps = startReplicas(t, 2, env)
+	for _, p := range ps {
+		status, h, body := httpGet(t, p.URL("stock")+licencePath(ids[3]))
+		checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
+	}
+	if n := a.Stats().Licences; n != 3 {
+		t.Errorf("Stock made %d licences, want 3", n)
+	}
+}
+
+func TestE2E_Fleet_RedisStoppedRefusesLicencesAndServesSearches(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{})
+	ps := startReplicas(t, 2, fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "10"))
+	ids := photos(t, a, creds, false, 1)
+	cached := "/Rest/Media/1/Search/Files?search_parameters[words]=harbour"
+	if status, _, _ := httpGet(t, ps[0].URL("stock")+cached); status != 200 {
+		t.Fatalf("search: %d", status)
+	}
+	srv.Stop()
+
+	status, h, body := httpGet(t, ps[0].URL("stock")+licencePath(ids[0]))
+	checkProxyError(t, status, h, body, 503, "license_limit_unavailable", "stock")
+	if h.Get("Retry-After") == "" {
+		t.Errorf("no Retry-After on %d %s", status, body)
+	}
+	for i, p := range ps {
+		for _, q := range []string{cached, "/Rest/Media/1/Search/Files?search_parameters[words]=lighthouse"} {
+			status, h, body := httpGet(t, p.URL("stock")+q)
+			if status != 200 {
+				t.Errorf("replica %d, %s with Redis down: %d %s", i, q, status, body)
+			}
+			if i == 0 && q == cached && h.Get("X-Cache") != "HIT" {
+				t.Errorf("the local cache did not answer: X-Cache %q", h.Get("X-Cache"))
+			}
+		}
+	}
+	if n := a.Stats().Licences; n != 0 {
+		t.Errorf("Stock made %d licences while the budget could not be asked", n)
+	}
+	status, ready := ps[0].readyz()
+	route, _ := ready["routes"].(map[string]any)["stock"].(map[string]any)
+	if r, _ := route["redis"].(map[string]any); status != 200 || r == nil || r["up"] != false {
+		t.Errorf("/readyz with Redis down: %d %v", status, ready)
+	}
+	if m := fetchMetrics(t, ps[0]); !strings.Contains(m, "imsproxy_redis_up 0") || !strings.Contains(m, `imsproxy_redis_errors_total{op="reserve"} 1`) {
+		t.Errorf("metrics with Redis down:\n%s", grepLines(m, "imsproxy_redis"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestE2E_Fleet_SearchCacheSharedAndPurgedAcrossReplicas(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{})
+	ps := startReplicas(t, 3, fleetEnv(a, creds, srv))
+	ids := photos(t, a, creds, false, 1)
+	a.ResetStats()
+	q := "/Rest/Media/1/Search/Files?search_parameters[words]=forest"
+	if _, h, _ := httpGet(t, ps[0].URL("stock")+q); h.Get("X-Cache") != "MISS" {
+		t.Fatalf("first search: X-Cache %q", h.Get("X-Cache"))
+	}
+	for _, p := range ps[1:] {
+		status, h, _ := httpGet(t, p.URL("stock")+q)
+		if status != 200 || h.Get("X-Cache") != "HIT" || h.Get("Age") == "" {
+			t.Errorf("another replica: %d X-Cache %q Age %q, want a HIT from the shared level", status, h.Get("X-Cache"), h.Get("Age"))
+		}
+	}
+	if n := a.Stats().Requests["stock.search_files"]; n != 1 {
+		t.Errorf("the upstream saw %d searches for three replicas, want 1", n)
+	}
+
+	// A licence on one replica empties every replica's cache within a
+	// second: none of them answers the old is_licensed afterwards.
+	licensed := "/Rest/Media/1/Search/Files?search_parameters[media_id]=" + ids[0] + "&result_columns[]=id&result_columns[]=is_licensed"
+	isLicensed := func(p *proxyProcess) string {
+		_, _, body := httpGet(t, p.URL("stock")+licensed)
+		var ans struct {
+			Files []struct {
+				IsLicensed any `json:"is_licensed"`
+			} `json:"files"`
+		}
+		if json.Unmarshal(body, &ans) != nil || len(ans.Files) != 1 {
+			t.Fatalf("search for %s: %s", ids[0], body)
+		}
+		return strings.TrimSpace(strings.Trim(strconv.Quote(fmtAny(ans.Files[0].IsLicensed)), `"`))
+	}
+	before := map[*proxyProcess]string{}
+	for _, p := range ps {
+		before[p] = isLicensed(p)
+	}
+	if status, _, body := httpGet(t, ps[0].URL("stock")+licencePath(ids[0])); status != 200 {
+		t.Fatalf("licence: %d %s", status, body)
+	}
+	purged := time.Now()
+	for _, p := range ps[1:] {
+		waitFor(t, time.Second, "the purge to reach another replica", func() bool { return isLicensed(p) != before[p] })
+	}
+	t.Logf("is_licensed changed on every replica within %v of the licence", time.Since(purged))
+
+	// The admin purge of one replica, too.
+	_, _, _ = httpGet(t, ps[2].URL("stock")+q) // the licence emptied the caches
+	_, h, _ := httpGet(t, ps[2].URL("stock")+q)
+	if h.Get("X-Cache") != "HIT" {
+		t.Fatalf("before the admin purge: %q", h.Get("X-Cache"))
+	}
+	if status, _, body := httpDo(t, http.MethodPost, ps[1].AdminURL()+"/cache/purge?route=stock", nil); status != 200 {
+		t.Fatalf("admin purge: %d %s", status, body)
+	}
+	waitFor(t, time.Second, "the admin purge to reach replica 2", func() bool {
+		_, h, _ := httpGet(t, ps[2].URL("stock")+q)
+		return h.Get("X-Cache") == "MISS"
+	})
+}
+
+func TestE2E_Fleet_OneTokenExchangeForThreeReplicasAndOneRefreshAfterARevocation(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	front, base := startFront(t, a)
+	srv := redistest.Start(t, redistest.Options{})
+	env := fleetEnv(a, creds, srv, "IMSPROXY_STOCK_SHARE_TOKEN", "true",
+		"IMSPROXY_IMS_URL", base, "IMSPROXY_STOCK_UPSTREAM", base)
+	ps := startReplicas(t, 3, env)
+	if n := len(front.issuedTokens()); n != 1 {
+		t.Fatalf("%d token exchanges for three replicas, want 1", n)
+	}
+	token := front.issuedTokens()[0]
+	rdb := redisClient(t, srv)
+	keys, _ := rdb.Keys(context.Background(), "*").Result()
+	for _, k := range keys {
+		v, _ := rdb.Dump(context.Background(), k).Result()
+		if strings.Contains(k, token) || strings.Contains(v, token) || strings.Contains(v, token[len(token)-24:]) {
+			t.Errorf("Redis key %s holds the token's bytes", k)
+		}
+	}
+	q := "/Rest/Media/1/Search/Files?search_parameters[words]=river"
+	for _, p := range ps {
+		if status, _, body := httpGet(t, p.URL("stock")+q, "Cache-Control", "no-cache"); status != 200 {
+			t.Fatalf("search: %d %s", status, body)
+		}
+	}
+	// Revoked: every replica meets a 401; the fleet refreshes once.
+	a.RevokeTokens()
+	for _, p := range ps {
+		if status, _, body := httpGet(t, p.URL("stock")+q, "Cache-Control", "no-cache"); status != 200 {
+			t.Fatalf("search after the revocation: %d %s", status, body)
+		}
+	}
+	if n := len(front.issuedTokens()); n != 2 {
+		t.Errorf("%d token exchanges after a revocation seen by three replicas, want 2", n)
+	}
+}
+
+func fmtAny(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

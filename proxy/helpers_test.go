@@ -12,6 +12,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
+	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/proxy/stock"
 	"github.com/imsproxy/imsproxy/tokens"
@@ -26,6 +27,7 @@ type RouteOptions struct {
 	Callers   *callers.File     // nil = anyone may call
 	Audit     *audit.Log        // nil = no audit log
 	Now       func() time.Time  // nil = time.Now
+	Fleet     *fleet.Route      // nil = not in fleet mode
 }
 
 // testRoute is a route built exactly as the server builds one (buildRoute),
@@ -38,7 +40,7 @@ type testRoute struct {
 // NewRoute builds route cfg with tokens from src (nil: none).
 func NewRoute(cfg *config.Route, src tokens.TokenSource, opts RouteOptions) *testRoute {
 	p := routeParts{tokens: src, upstream: opts.Transport, callers: opts.Callers, audit: opts.Audit,
-		metrics: opts.Metrics, log: opts.Logger, now: opts.Now}
+		metrics: opts.Metrics, log: opts.Logger, now: opts.Now, fleet: opts.Fleet}
 	if p.upstream == nil {
 		p.upstream = NewTransport(cfg)
 	}

@@ -11,6 +11,10 @@ import (
 // upstream, and an upstream answer is stored in both. It must never fail a
 // search: when it cannot answer, it is a miss.
 type Shared interface {
+	// Available reports whether the level may be asked now: false while
+	// it is known to be down, so that a search does not even encode an
+	// answer for it.
+	Available() bool
 	// Get returns what Set stored under key, or nil.
 	Get(ctx context.Context, key string) []byte
 	// Set stores value under key for ttl, without making the caller wait.
@@ -31,7 +35,7 @@ func (c *Cache) PurgeLocal(reason string) int { return c.purgeLocal(reason) }
 // loadShared asks the shared level for key: a fresh entry, or one within
 // its stale-if-error window (stale true), or nil.
 func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale bool) {
-	if c.shared == nil {
+	if c.shared == nil || !c.shared.Available() {
 		return nil, false
 	}
 	b := c.shared.Get(ctx, key)
@@ -54,7 +58,7 @@ func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale boo
 // storeShared hands a fresh entry to the shared level, to expire when its
 // stale-if-error window ends.
 func (c *Cache) storeShared(e *entry) {
-	if c.shared == nil {
+	if c.shared == nil || !c.shared.Available() {
 		return
 	}
 	if ttl := c.ttl + c.stale - c.now().Sub(e.stored); ttl > 0 {

@@ -73,6 +73,9 @@ func (l *Level2) entryKey(gen, key string) string {
 	return l.r.key("search:" + gen + ":" + hex.EncodeToString(sum[:]))
 }
 
+// Available implements cache.Shared: the breaker is closed.
+func (l *Level2) Available() bool { return l.r.c.Up() }
+
 // Get implements cache.Shared.
 func (l *Level2) Get(ctx context.Context, key string) []byte {
 	c := l.r.c

@@ -36,6 +36,13 @@ func (t Trail) Write(rec audit.Record) error {
 }
 
 func (c *Client) appendAudit(ctx context.Context, line []byte) error {
+	if !c.Up() {
+		// Known down (the license was refused for it, most likely): the
+		// record is in the local audit log, and the refusal is not made
+		// to wait for a second timeout.
+		c.failed(OpAudit)
+		return errDown
+	}
 	minID := strconv.FormatInt(time.Now().Add(-auditRetention).UnixMilli(), 10)
 	err := c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: c.auditKey(), MinID: minID, Approx: true, Values: []any{"record", line}}).Err()
 	if err != nil {

@@ -32,7 +32,7 @@ func (l *loader) redis(ps *Problems, g globalVars) *Redis {
 	if r.Timeout <= 0 && !ps.has(prefix+"REDIS_TIMEOUT") {
 		ps.add(prefix+"REDIS_TIMEOUT", "must be positive, e.g. 500ms")
 	} else if r.Timeout > time.Minute {
-		ps.add(prefix+"REDIS_TIMEOUT", "must be at most 1m: a licence waits this long for Redis before it is refused")
+		ps.add(prefix+"REDIS_TIMEOUT", "must be at most 1m: a license waits this long for Redis before it is refused")
 	}
 	if r.CAFile != "" {
 		if msg == "" && !tls {

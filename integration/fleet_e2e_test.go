@@ -54,7 +54,7 @@ func redisClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	return rdb
 }
 
-func TestE2E_Fleet_ExactLicenceBudgetUnderAConcurrentStorm(t *testing.T) {
+func TestE2E_Fleet_ExactLicenseBudgetUnderAConcurrentStorm(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
 	srv := redistest.Start(t, redistest.Options{})
@@ -67,7 +67,7 @@ func TestE2E_Fleet_ExactLicenceBudgetUnderAConcurrentStorm(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() {
-			status, _, _ := httpGet(t, ps[i%len(ps)].URL("stock")+licencePath(id))
+			status, _, _ := httpGet(t, ps[i%len(ps)].URL("stock")+licensePath(id))
 			mu.Lock()
 			statuses[status]++
 			mu.Unlock()
@@ -75,10 +75,10 @@ func TestE2E_Fleet_ExactLicenceBudgetUnderAConcurrentStorm(t *testing.T) {
 	}
 	wg.Wait()
 	if statuses[200] != limit || statuses[429] != storm-limit {
-		t.Errorf("answers %v: want exactly %d licences and %d refusals across three replicas", statuses, limit, storm-limit)
+		t.Errorf("answers %v: want exactly %d licenses and %d refusals across three replicas", statuses, limit, storm-limit)
 	}
-	if n := a.Stats().Licences; n != limit {
-		t.Errorf("Stock made %d licences, want %d", n, limit)
+	if n := a.Stats().Licenses; n != limit {
+		t.Errorf("Stock made %d licenses, want %d", n, limit)
 	}
 	m := fetchMetrics(t, ps[1])
 	for _, want := range []string{`imsproxy_license_daily_limit{route="stock"} 5`, `imsproxy_license_daily_remaining{route="stock"} 0`, "imsproxy_redis_up 1"} {
@@ -89,7 +89,7 @@ func TestE2E_Fleet_ExactLicenceBudgetUnderAConcurrentStorm(t *testing.T) {
 	// Every attempt is in the fleet's audit stream.
 	out := runAudit(t, srv)
 	if got := strings.Count(out, `"outcome":"licensed"`); got != limit {
-		t.Errorf("the audit stream holds %d licences, want %d:\n%s", got, limit, out)
+		t.Errorf("the audit stream holds %d licenses, want %d:\n%s", got, limit, out)
 	}
 	if got := strings.Count(out, `"outcome":"license_limit_reached"`); got != storm-limit {
 		t.Errorf("the audit stream holds %d refusals, want %d", got, storm-limit)
@@ -115,7 +115,7 @@ func runAudit(t *testing.T, srv *redistest.Server) string {
 	return string(out)
 }
 
-func TestE2E_Fleet_AReplicaKilledMidLicenceCountsWhenItsLeaseEnds(t *testing.T) {
+func TestE2E_Fleet_AReplicaKilledMidLicenseCountsWhenItsLeaseEnds(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
 	srv := redistest.Start(t, redistest.Options{})
@@ -135,29 +135,29 @@ func TestE2E_Fleet_AReplicaKilledMidLicenceCountsWhenItsLeaseEnds(t *testing.T) 
 
 	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(1500 * time.Millisecond)})
 	go func() { // the caller gives up when its proxy dies
-		req, _ := http.NewRequest(http.MethodGet, ps[0].URL("stock")+licencePath(ids[0]), nil)
+		req, _ := http.NewRequest(http.MethodGet, ps[0].URL("stock")+licensePath(ids[0]), nil)
 		req.Header.Set("X-Imsproxy-Allow-Editorial", "true")
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()
-	waitFor(t, 10*time.Second, "the licence to reserve its slot", func() bool { return held() == 1 })
-	_ = ps[0].cmd.Process.Kill() // kill -9, mid-licence
+	waitFor(t, 10*time.Second, "the license to reserve its slot", func() bool { return held() == 1 })
+	_ = ps[0].cmd.Process.Kill() // kill -9, mid-license
 	<-ps[0].exited
 	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{})
 
-	// The dead replica's reservation holds its slot: one licence is left.
-	if status, _, body := httpGet(t, ps[1].URL("stock")+licencePath(ids[1])); status != 200 {
-		t.Fatalf("licence through the live replica: %d %s", status, body)
+	// The dead replica's reservation holds its slot: one license is left.
+	if status, _, body := httpGet(t, ps[1].URL("stock")+licensePath(ids[1])); status != 200 {
+		t.Fatalf("license through the live replica: %d %s", status, body)
 	}
-	status, h, body := httpGet(t, ps[1].URL("stock")+licencePath(ids[2]))
+	status, h, body := httpGet(t, ps[1].URL("stock")+licensePath(ids[2]))
 	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
-	// When the lease ends, the reservation counts as a licence: the day
+	// When the lease ends, the reservation counts as a license: the day
 	// stays spent, and the audit trail says what happened.
 	waitFor(t, 20*time.Second, "the lease to end and be counted", func() bool {
-		status, _, _ := httpGet(t, ps[1].URL("stock")+licencePath(ids[3]))
+		status, _, _ := httpGet(t, ps[1].URL("stock")+licensePath(ids[3]))
 		if status != 429 {
-			t.Fatalf("a licence went through after the lease ended: %d", status)
+			t.Fatalf("a license went through after the lease ended: %d", status)
 		}
 		return held() == 0
 	})
@@ -175,8 +175,8 @@ func TestE2E_Fleet_CountSurvivesARestartOfEveryReplicaAndOfRedis(t *testing.T) {
 	ps := startReplicas(t, 2, env)
 	ids := photos(t, a, creds, false, 4)
 	for i, id := range ids[:3] {
-		if status, _, body := httpGet(t, ps[i%2].URL("stock")+licencePath(id)); status != 200 {
-			t.Fatalf("licence %s: %d %s", id, status, body)
+		if status, _, body := httpGet(t, ps[i%2].URL("stock")+licensePath(id)); status != 200 {
+			t.Fatalf("license %s: %d %s", id, status, body)
 		}
 	}
 	for _, p := range ps {
@@ -188,15 +188,15 @@ func TestE2E_Fleet_CountSurvivesARestartOfEveryReplicaAndOfRedis(t *testing.T) {
 	srv.Restart()
 	ps = startReplicas(t, 2, env)
 	for _, p := range ps {
-		status, h, body := httpGet(t, p.URL("stock")+licencePath(ids[3]))
+		status, h, body := httpGet(t, p.URL("stock")+licensePath(ids[3]))
 		checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
 	}
-	if n := a.Stats().Licences; n != 3 {
-		t.Errorf("Stock made %d licences, want 3", n)
+	if n := a.Stats().Licenses; n != 3 {
+		t.Errorf("Stock made %d licenses, want 3", n)
 	}
 }
 
-func TestE2E_Fleet_RedisStoppedRefusesLicencesAndServesSearches(t *testing.T) {
+func TestE2E_Fleet_RedisStoppedRefusesLicensesAndServesSearches(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
 	srv := redistest.Start(t, redistest.Options{})
@@ -208,7 +208,7 @@ func TestE2E_Fleet_RedisStoppedRefusesLicencesAndServesSearches(t *testing.T) {
 	}
 	srv.Stop()
 
-	status, h, body := httpGet(t, ps[0].URL("stock")+licencePath(ids[0]))
+	status, h, body := httpGet(t, ps[0].URL("stock")+licensePath(ids[0]))
 	checkProxyError(t, status, h, body, 503, "license_limit_unavailable", "stock")
 	if h.Get("Retry-After") == "" {
 		t.Errorf("no Retry-After on %d %s", status, body)
@@ -224,8 +224,8 @@ func TestE2E_Fleet_RedisStoppedRefusesLicencesAndServesSearches(t *testing.T) {
 			}
 		}
 	}
-	if n := a.Stats().Licences; n != 0 {
-		t.Errorf("Stock made %d licences while the budget could not be asked", n)
+	if n := a.Stats().Licenses; n != 0 {
+		t.Errorf("Stock made %d licenses while the budget could not be asked", n)
 	}
 	status, ready := ps[0].readyz()
 	route, _ := ready["routes"].(map[string]any)["stock"].(map[string]any)
@@ -268,7 +268,7 @@ func TestE2E_Fleet_SearchCacheSharedAndPurgedAcrossReplicas(t *testing.T) {
 		t.Errorf("the upstream saw %d searches for three replicas, want 1", n)
 	}
 
-	// A licence on one replica empties every replica's cache within a
+	// A license on one replica empties every replica's cache within a
 	// second: none of them answers the old is_licensed afterwards.
 	licensed := "/Rest/Media/1/Search/Files?search_parameters[media_id]=" + ids[0] + "&result_columns[]=id&result_columns[]=is_licensed"
 	isLicensed := func(p *proxyProcess) string {
@@ -287,17 +287,17 @@ func TestE2E_Fleet_SearchCacheSharedAndPurgedAcrossReplicas(t *testing.T) {
 	for _, p := range ps {
 		before[p] = isLicensed(p)
 	}
-	if status, _, body := httpGet(t, ps[0].URL("stock")+licencePath(ids[0])); status != 200 {
-		t.Fatalf("licence: %d %s", status, body)
+	if status, _, body := httpGet(t, ps[0].URL("stock")+licensePath(ids[0])); status != 200 {
+		t.Fatalf("license: %d %s", status, body)
 	}
 	purged := time.Now()
 	for _, p := range ps[1:] {
 		waitFor(t, time.Second, "the purge to reach another replica", func() bool { return isLicensed(p) != before[p] })
 	}
-	t.Logf("is_licensed changed on every replica within %v of the licence", time.Since(purged))
+	t.Logf("is_licensed changed on every replica within %v of the license", time.Since(purged))
 
 	// The admin purge of one replica, too.
-	_, _, _ = httpGet(t, ps[2].URL("stock")+q) // the licence emptied the caches
+	_, _, _ = httpGet(t, ps[2].URL("stock")+q) // the license emptied the caches
 	_, h, _ := httpGet(t, ps[2].URL("stock")+q)
 	if h.Get("X-Cache") != "HIT" {
 		t.Fatalf("before the admin purge: %q", h.Get("X-Cache"))

@@ -39,6 +39,12 @@ func (e *SpentError) Error() string {
 	return "the " + strconv.Itoa(e.Limit) + " licenses of the day are made"
 }
 
+var (
+	_ Budget = (*DailyLimit)(nil)
+	_ Budget = unlimited{}
+	_ Slot   = dailySlot{}
+)
+
 // DailyLimit is a Budget kept in this process, its count rebuilt from the
 // audit log at start.
 type DailyLimit struct {
@@ -95,12 +101,6 @@ func (l *DailyLimit) rollLocked(now time.Time) {
 	}
 }
 
-// unlimited is the Budget of a route without LICENSE_DAILY_LIMIT.
-type unlimited struct{}
-
-func (unlimited) Reserve(context.Context) (Slot, error)           { return unlimited{}, nil }
-func (unlimited) Settle(context.Context, bool, audit.Record) bool { return false }
-
 // Remaining is how many licenses may still be made today, those in flight
 // counted.
 func (l *DailyLimit) Remaining(context.Context) (int, bool) {
@@ -110,3 +110,9 @@ func (l *DailyLimit) Remaining(context.Context) (int, bool) {
 	l.rollLocked(now)
 	return max(l.max-l.count-l.inflight, 0), true
 }
+
+// unlimited is the Budget of a route without LICENSE_DAILY_LIMIT.
+type unlimited struct{}
+
+func (unlimited) Reserve(context.Context) (Slot, error)           { return unlimited{}, nil }
+func (unlimited) Settle(context.Context, bool, audit.Record) bool { return false }

@@ -353,3 +353,31 @@ func fmtAny(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func TestE2E_Fleet_StaleIfErrorAndAgeFromTheSharedLevel(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{})
+	srv := redistest.Start(t, redistest.Options{})
+	ps := startReplicas(t, 2, fleetEnv(a, creds, srv, "IMSPROXY_STOCK_CACHE_TTL", "1s", "IMSPROXY_STOCK_CACHE_STALE_IF_ERROR", "1h"))
+	q := "/Rest/Media/1/Search/Files?search_parameters[words]=glacier"
+	if _, h, _ := httpGet(t, ps[0].URL("stock")+q); h.Get("X-Cache") != "MISS" {
+		t.Fatalf("first search: %q", h.Get("X-Cache"))
+	}
+	rdb := redisClient(t, srv)
+	waitFor(t, 5*time.Second, "the answer to be in Redis", func() bool {
+		keys, _ := rdb.Keys(context.Background(), "imsproxy:*:search:*").Result()
+		return len(keys) == 1
+	})
+	a.SetStockDown(true)
+	waitFor(t, 5*time.Second, "the 1 s TTL to pass (replica 0 answers stale)", func() bool {
+		_, h, _ := httpGet(t, ps[0].URL("stock")+q)
+		return h.Get("X-Cache") == "STALE"
+	})
+	// Replica 1 never held the answer itself: it comes from Redis, stale,
+	// aged from when Stock sent it.
+	status, h, body := httpGet(t, ps[1].URL("stock")+q)
+	age, _ := strconv.Atoi(h.Get("Age"))
+	if status != 200 || h.Get("X-Cache") != "STALE" || age < 1 {
+		t.Errorf("Stock down, replica 1: %d X-Cache %q Age %q %.80s", status, h.Get("X-Cache"), h.Get("Age"), body)
+	}
+}

@@ -9,7 +9,7 @@ import (
 
 func TestEntryEncoding_RoundTripsAndRefusesWhatIsNotAnEntry(t *testing.T) {
 	e := &entry{key: "k\x00ey", body: []byte(`{"files":[]}`), stored: time.Unix(1764700000, 123456789),
-		header: []headerField{{"Content-Type", []string{"application/json"}}, {"Vary", []string{"Accept-Encoding", "Accept-Language"}}},
+		header:      []headerField{{"Content-Type", []string{"application/json"}}, {"Vary", []string{"Accept-Encoding", "Accept-Language"}}},
 		plainLength: []string{"42"}}
 	b := encodeEntry(e)
 	got := decodeEntry(e.key, b)

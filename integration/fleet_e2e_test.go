@@ -6,8 +6,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -97,10 +100,10 @@ func TestE2E_Fleet_ExactLicenseBudgetUnderAConcurrentStorm(t *testing.T) {
 }
 
 // runAudit runs imsproxy audit against srv and returns what it printed.
-func runAudit(t *testing.T, srv *redistest.Server) string {
+func runAudit(t *testing.T, srv *redistest.Server, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(imsproxyBin, "audit", "-since", "1h")
-	cmd.Env = []string{"IMSPROXY_REDIS_URL=" + srv.URL}
+	cmd.Env = append([]string{"IMSPROXY_REDIS_URL=" + srv.URL}, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -380,4 +383,71 @@ func TestE2E_Fleet_StaleIfErrorAndAgeFromTheSharedLevel(t *testing.T) {
 	if status != 200 || h.Get("X-Cache") != "STALE" || age < 1 {
 		t.Errorf("Stock down, replica 1: %d X-Cache %q Age %q %.80s", status, h.Get("X-Cache"), h.Get("Age"), body)
 	}
+}
+
+func TestE2E_Fleet_TLSWithAPrivateCAAndTheDocumentedACLUser(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	pem, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}})
+	t.Cleanup(func() { _ = admin.Close() })
+	// The user docs/fleet.md tells operators to create.
+	acl := strings.Fields("ACL SETUSER imsproxy on >a-long-password ~imsproxy:* &imsproxy:* +@read +@write +@scripting +@pubsub +ping +time")
+	args := make([]any, len(acl))
+	for i, a := range acl {
+		args[i] = a
+	}
+	if err := admin.Do(context.Background(), args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	url := "rediss://imsproxy:a-long-password@" + srv.Addr + "/0"
+	env := fleetEnv(a, creds, srv, "IMSPROXY_REDIS_URL", url, "IMSPROXY_REDIS_CA_FILE", srv.CAFile,
+		"IMSPROXY_STOCK_SHARE_TOKEN", "true", "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "1")
+
+	check := exec.Command(imsproxyBin, "check")
+	check.Env = environ(env)
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "redis (fleet mode): reachable, scripts loaded") {
+		t.Fatalf("imsproxy check: %v\n%s", err, out)
+	}
+	checked := a.Stats().Exchanges["oauth_success"] // check makes one of its own
+	ps := startReplicas(t, 2, env)
+	if n := a.Stats().Exchanges["oauth_success"] - checked; n != 1 {
+		t.Errorf("%d token exchanges for two replicas sharing the token, want 1", n)
+	}
+	ids := photos(t, a, creds, false, 2)
+	if status, _, body := httpGet(t, ps[0].URL("stock")+licensePath(ids[0])); status != 200 {
+		t.Fatalf("license: %d %s", status, body)
+	}
+	status, h, body := httpGet(t, ps[1].URL("stock")+licensePath(ids[1]))
+	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
+	q := "/Rest/Media/1/Search/Files?search_parameters[words]=meadow"
+	httpGet(t, ps[0].URL("stock")+q)
+	waitFor(t, 5*time.Second, "a hit from the shared level on the other replica", func() bool {
+		_, h, _ := httpGet(t, ps[1].URL("stock")+q)
+		return h.Get("X-Cache") == "HIT"
+	})
+	if m := fetchMetrics(t, ps[0]); !strings.Contains(m, "imsproxy_redis_up 1") || !noRedisErrors(m) {
+		t.Errorf("Redis errors with the ACL user:\n%s", grepLines(m, "imsproxy_redis"))
+	}
+	out := runAudit(t, srv, "IMSPROXY_REDIS_URL="+url, "IMSPROXY_REDIS_CA_FILE="+srv.CAFile)
+	if !strings.Contains(out, `"outcome":"licensed"`) || !strings.Contains(out, `"outcome":"license_limit_reached"`) {
+		t.Errorf("imsproxy audit over TLS as the ACL user:\n%s", out)
+	}
+}
+
+// noRedisErrors reports whether every imsproxy_redis_errors_total sample
+// of a scrape is 0.
+func noRedisErrors(metrics string) bool {
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "imsproxy_redis_errors_total{") && !strings.HasSuffix(l, " 0") {
+			return false
+		}
+	}
+	return true
 }

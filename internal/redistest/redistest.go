@@ -5,8 +5,16 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +31,9 @@ type Options struct {
 	// AOF turns on the append-only file, synced on every write, so that
 	// the data survives a restart (Restart).
 	AOF bool
+	// TLS serves rediss:// only, with a certificate for 127.0.0.1 signed
+	// by a CA made for the test (CAFile).
+	TLS bool
 }
 
 // Server is a redis-server started for one test.
@@ -33,10 +44,13 @@ type Server struct {
 	// Addr is host:port; URL is redis://Addr/0.
 	Addr, URL string
 	// Dir holds the server's files (its log, the append-only file).
-	Dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	Dir string
+	// CAFile is the PEM of the CA that signed a TLS server's certificate.
+	CAFile  string
+	rootCAs *x509.CertPool
+	port    int
+	cmd     *exec.Cmd
+	done    chan struct{}
 }
 
 // Start runs redis-server for the rest of the test. It fails the test
@@ -57,6 +71,11 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server): fleet mode is tested against a real Redis")
 	}
 	s := &Server{t: t, opts: opts, bin: bin, Dir: t.TempDir()}
+	if opts.TLS {
+		if err := s.makeCertificates(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var lastErr error
 	for range 5 { // a port found free may be taken before redis-server binds it
 		s.port = freePort(t)
@@ -69,6 +88,9 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
 	s.URL = "redis://" + s.Addr + "/0"
+	if opts.TLS {
+		s.URL = "rediss://" + s.Addr + "/0"
+	}
 	t.Cleanup(s.Kill)
 	return s
 }
@@ -94,6 +116,12 @@ func (s *Server) launch() error {
 		args[len(args)-1] = "yes"
 		args = append(args, "--appendfsync", "always")
 	}
+	if s.opts.TLS {
+		args[1] = "0" // no plain port
+		args = append(args, "--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", filepath.Join(s.Dir, "server.crt"), "--tls-key-file", filepath.Join(s.Dir, "server.key"),
+			"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "no")
+	}
 	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -110,7 +138,7 @@ func (s *Server) launch() error {
 			return fmt.Errorf("redis-server exited at start:\n%s", log)
 		default:
 		}
-		if Ping(addr) == nil {
+		if s.ping(addr) == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -119,9 +147,16 @@ func (s *Server) launch() error {
 	return errors.New("redis-server did not answer PING within 20 s")
 }
 
-// Ping sends PING to the Redis at addr and checks the answer.
-func Ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+// ping sends PING to the server at addr and checks the answer.
+func (s *Server) ping(addr string) error {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: time.Second}
+	if s.opts.TLS {
+		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: s.rootCAs, ServerName: "127.0.0.1"})
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -177,4 +212,50 @@ func (s *Server) Restart() {
 	if err := s.launch(); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// makeCertificates writes a CA (CAFile) and a certificate for 127.0.0.1
+// that it signed, with its key, into the server's directory.
+func (s *Server) makeCertificates() error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(s.Dir, "ca.crt")
+	for name, block := range map[string]*pem.Block{
+		s.CAFile:                           {Type: "CERTIFICATE", Bytes: caDER},
+		filepath.Join(s.Dir, "server.crt"): {Type: "CERTIFICATE", Bytes: der},
+		filepath.Join(s.Dir, "server.key"): {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(name, pem.EncodeToMemory(block), 0o600); err != nil {
+			return err
+		}
+	}
+	s.rootCAs = x509.NewCertPool()
+	s.rootCAs.AddCert(caCert)
+	return nil
 }

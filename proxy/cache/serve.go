@@ -182,6 +182,8 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 			stale = e
 		}
 	}
+	// Read after the lookup, which learns it, and before the fetch.
+	sharedGen := c.sharedGeneration()
 	capt := &capture{header: make(http.Header), leader: w}
 	f = &fetched{aborted: true, stale: stale}
 	defer func() {
@@ -202,7 +204,7 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 		aborted: status == route.StatusClientClosed, stale: stale}
 	if e := c.newEntry(key, f, c.now()); e != nil {
 		if c.add(e, gen) { // not kept if purged meanwhile, but served to those waiting
-			c.storeShared(e)
+			c.storeShared(sharedGen, e)
 		}
 		f.entry = e
 	}

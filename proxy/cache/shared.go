@@ -17,8 +17,14 @@ type Shared interface {
 	Available() bool
 	// Get returns what Set stored under key, or nil.
 	Get(ctx context.Context, key string) []byte
-	// Set stores value under key for ttl, without making the caller wait.
-	Set(key string, value []byte, ttl time.Duration)
+	// Generation names the level's current generation ("" when not
+	// known), read before an answer is fetched: Set stores the answer
+	// under it, so that an answer fetched before a purge is never found
+	// after it.
+	Generation() string
+	// Set stores value under key in generation gen for ttl, without
+	// making the caller wait.
+	Set(gen, key string, value []byte, ttl time.Duration)
 	// Purge empties the level for every replica; each empties its own
 	// local level when it hears of it (PurgeLocal).
 	Purge(reason string)
@@ -55,14 +61,22 @@ func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale boo
 	return nil, false
 }
 
-// storeShared hands a fresh entry to the shared level, to expire when its
-// stale-if-error window ends.
-func (c *Cache) storeShared(e *entry) {
-	if c.shared == nil || !c.shared.Available() {
+// sharedGeneration is the shared level's generation before a fetch.
+func (c *Cache) sharedGeneration() string {
+	if c.shared == nil {
+		return ""
+	}
+	return c.shared.Generation()
+}
+
+// storeShared hands a fresh entry, fetched in generation gen, to the
+// shared level, to expire when its stale-if-error window ends.
+func (c *Cache) storeShared(gen string, e *entry) {
+	if c.shared == nil || gen == "" || !c.shared.Available() {
 		return
 	}
 	if ttl := c.ttl + c.stale - c.now().Sub(e.stored); ttl > 0 {
-		c.shared.Set(e.key, encodeEntry(e), ttl)
+		c.shared.Set(gen, e.key, encodeEntry(e), ttl)
 	}
 }
 

@@ -101,18 +101,25 @@ func (l *Level2) Get(ctx context.Context, key string) []byte {
 	return b
 }
 
+// Generation implements cache.Shared.
+func (l *Level2) Generation() string {
+	if g := l.gen.Load(); g != nil {
+		return *g
+	}
+	return ""
+}
+
 // Set implements cache.Shared: the answer is written in the background,
 // and dropped when too many writes are under way already.
-func (l *Level2) Set(key string, value []byte, ttl time.Duration) {
+func (l *Level2) Set(gen, key string, value []byte, ttl time.Duration) {
 	c := l.r.c
-	gen := l.gen.Load()
-	if !c.Up() || gen == nil {
+	if !c.Up() || gen == "" {
 		return
 	}
 	c.goBackground(func() {
 		ctx, cancel := c.ctx(context.Background(), c.timeout)
 		defer cancel()
-		if err := c.rdb.Set(ctx, l.entryKey(*gen, key), value, ttl).Err(); err != nil {
+		if err := c.rdb.Set(ctx, l.entryKey(gen, key), value, ttl).Err(); err != nil {
 			c.fail(OpCacheSet, err)
 		}
 	})
@@ -123,6 +130,12 @@ func (l *Level2) Set(key string, value []byte, ttl time.Duration) {
 // again, so that no replica keeps serving what a license changed.
 func (l *Level2) Purge(reason string) {
 	c := l.r.c
+	if !c.Up() {
+		// Known down: not made to wait for a timeout (a license is being
+		// answered); made once Redis answers again.
+		l.pending.Store(true)
+		return
+	}
 	ctx, cancel := c.ctx(context.Background(), c.timeout)
 	defer cancel()
 	n, err := c.rdb.Incr(ctx, l.genKey()).Result()
@@ -163,12 +176,13 @@ func (l *Level2) sync(ctx context.Context) {
 		l.Purge("retried")
 		return
 	}
-	known := l.gen.Load()
-	if known == nil {
-		return
-	}
 	ctx, cancel := l.r.c.ctx(ctx, l.r.c.timeout)
 	defer cancel()
+	known := l.gen.Load()
+	if known == nil {
+		_, _ = l.generation(ctx) // learnt before the first search needs it
+		return
+	}
 	g, err := l.r.c.rdb.Get(ctx, l.genKey()).Result()
 	if errors.Is(err, redis.Nil) {
 		g, err = "0", nil

@@ -56,6 +56,9 @@ const checkInterval = time.Second
 // past it a store is dropped (the next miss stores it again).
 const maxBackground = 64
 
+// errDown is returned without asking Redis while the breaker is open.
+var errDown = errors.New("the fleet's Redis is unreachable")
+
 // Client is one process's connection to the fleet's Redis.
 type Client struct {
 	rdb     *redis.Client

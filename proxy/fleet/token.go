@@ -20,9 +20,6 @@ var _ tokens.SharedStore = TokenStore{}
 // TokenStore returns the route's shared-token store.
 func (r *Route) TokenStore() TokenStore { return TokenStore{r: r} }
 
-// errDown is returned without asking Redis while the breaker is open.
-var errDown = errors.New("Redis is unreachable")
-
 func (s TokenStore) do(ctx context.Context, f func(ctx context.Context) error) error {
 	c := s.r.c
 	if !c.Up() {

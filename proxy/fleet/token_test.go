@@ -119,3 +119,23 @@ func TestSharedToken_RedisDownEachReplicaExchangesAlone(t *testing.T) {
 		t.Errorf("%d exchanges, want one per replica", n)
 	}
 }
+
+func TestSharedToken_AWaiterExchangesAloneWhenTheLockHolderNeverDelivers(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	// A replica took the lock and died before storing a token.
+	if err := inspect(t, srv).Set(context.Background(), "test:{stock:client}:token:lock", "dead-replica", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	src := &countingSource{}
+	m := sharedManagers(t, srv, src, 1)[0]
+	start := time.Now()
+	if _, err := m.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 4*time.Second || d > 10*time.Second {
+		t.Errorf("the waiter exchanged after %v, want after about 5 s", d)
+	}
+	if n := src.n.Load(); n != 1 {
+		t.Errorf("%d exchanges, want 1", n)
+	}
+}

@@ -57,6 +57,13 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	key := string(kb)
+	// Without a shared level a local miss goes upstream, and is counted
+	// at once (a caller waiting for another's fetch included); with one,
+	// whether it was a hit is known after the fetch.
+	early := c.shared == nil
+	if early {
+		c.count(false)
+	}
 	var f *fetched
 	led := true
 	if refresh {
@@ -66,7 +73,9 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(route.StatusClientClosed) // went away while waiting
 		return
 	}
-	c.count(f.shared)
+	if !early {
+		c.count(f.shared)
+	}
 	switch {
 	case f.entry != nil && f.shared:
 		c.write(w, r, f.entry, xCacheHit)
@@ -85,8 +94,8 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveStale answers with an expired entry still inside the stale-if-error
-// window, if there is one: the local one, else shared, the one the shared
-// level returned.
+// window, if there is one: the local one, else shared (the shared level's,
+// found by the lookup before the fetch).
 func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string, shared *entry) bool {
 	e := c.staleEntry(key)
 	if e == nil {
@@ -95,6 +104,7 @@ func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string, s
 	if e == nil {
 		return false
 	}
+	c.count(true)
 	c.write(w, r, e, xCacheStale)
 	return true
 }

@@ -122,8 +122,8 @@ func TestE2E_Fleet_AReplicaKilledMidLicenseCountsWhenItsLeaseEnds(t *testing.T) 
 	a := startAdobe(t, fakeadobe.Options{})
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
 	srv := redistest.Start(t, redistest.Options{})
-	// TIMEOUT 2s: the lease is 2 × 2 s + 5 s.
-	env := fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "2", "IMSPROXY_STOCK_TIMEOUT", "2s")
+	// TIMEOUT 1s: the lease is 2 × 1 s + 30 s.
+	env := fleetEnv(a, creds, srv, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "2", "IMSPROXY_STOCK_TIMEOUT", "1s")
 	ps := startReplicas(t, 2, env)
 	ids := photos(t, a, creds, false, 4)
 	rdb := redisClient(t, srv)
@@ -136,7 +136,7 @@ func TestE2E_Fleet_AReplicaKilledMidLicenseCountsWhenItsLeaseEnds(t *testing.T) 
 		return n
 	}
 
-	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(1500 * time.Millisecond)})
+	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(800 * time.Millisecond)})
 	go func() { // the caller gives up when its proxy dies
 		req, _ := http.NewRequest(http.MethodGet, ps[0].URL("stock")+licensePath(ids[0]), nil)
 		req.Header.Set("X-Imsproxy-Allow-Editorial", "true")
@@ -157,7 +157,7 @@ func TestE2E_Fleet_AReplicaKilledMidLicenseCountsWhenItsLeaseEnds(t *testing.T) 
 	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
 	// When the lease ends, the reservation counts as a license: the day
 	// stays spent, and the audit trail says what happened.
-	waitFor(t, 20*time.Second, "the lease to end and be counted", func() bool {
+	waitFor(t, 45*time.Second, "the lease to end and be counted", func() bool {
 		status, _, _ := httpGet(t, ps[1].URL("stock")+licensePath(ids[3]))
 		if status != 429 {
 			t.Fatalf("a license went through after the lease ended: %d", status)

@@ -136,8 +136,10 @@ func (r *Route) Budget(limit int, lease time.Duration) *Budget {
 
 // Lease is the reservation lease for a route whose upstream TIMEOUT is
 // timeout: the editorial lookup and the license itself may each take it,
-// and the answer a little more to be read and settled.
-func Lease(timeout time.Duration) time.Duration { return 2*timeout + 5*time.Second }
+// and the license's answer up to 30 s more to arrive once its headers
+// have. A reservation still held after that belongs to a replica that
+// died.
+func Lease(timeout time.Duration) time.Duration { return 2*timeout + 30*time.Second }
 
 // Reserve implements stock.Budget. Redis unreachable or slower than
 // IMSPROXY_REDIS_TIMEOUT is an error: the license is refused, never

@@ -22,8 +22,8 @@ import (
 	"github.com/imsproxy/imsproxy/internal/redistest"
 )
 
-// fleetEnv is a stock route against a (or base, when set) that licenses,
-// in fleet mode on srv, with more variables added.
+// fleetEnv is a stock route against a that may license, in fleet mode on
+// srv, with more variables set (pairs of name and value; they win).
 func fleetEnv(a *adobe, creds *fakeadobe.Credentials, srv *redistest.Server, more ...string) map[string]string {
 	env := a.stockOAuthEnv(creds)
 	env["IMSPROXY_REDIS_URL"] = srv.URL

@@ -96,7 +96,7 @@ func New(cfg *config.Redis, log *slog.Logger, failed func(op string)) (*Client, 
 	// retry would outlast the timeout the caller was promised.
 	opts.MaxRetries = -1
 	opts.MinIdleConns = 1
-	opts.Protocol = 2 // RESP2: any Redis since 2.8's commands we use, and Valkey
+	opts.Protocol = 2 // RESP2, without HELLO: Valkey, and Redis from 6.2 (XADD MINID) on
 	opts.DisableIdentity = true
 	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	if opts.TLSConfig != nil {

@@ -13,7 +13,7 @@ import (
 // they would silently do nothing).
 func (l *loader) redis(ps *Problems, g globalVars) *Redis {
 	if g.RedisURL.IsZero() {
-		for _, s := range []string{"REDIS_PREFIX", "REDIS_TIMEOUT", "REDIS_CA_FILE"} {
+		for _, s := range []string{"REDIS_CACHE_URL", "REDIS_PREFIX", "REDIS_TIMEOUT", "REDIS_CA_FILE"} {
 			if _, set := l.env[prefix+s]; set {
 				ps.add(prefix+s, "applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it")
 			}
@@ -26,6 +26,13 @@ func (l *loader) redis(ps *Problems, g globalVars) *Redis {
 		ps.add(prefix+"REDIS_URL", "%s", msg)
 	}
 	r.TLS = tls
+	cacheMsg := ""
+	if !g.RedisCacheURL.IsZero() {
+		r.CacheURL = g.RedisCacheURL
+		if r.CacheTLS, cacheMsg = checkRedisURL(g.RedisCacheURL.Reveal()); cacheMsg != "" {
+			ps.add(prefix+"REDIS_CACHE_URL", "%s", cacheMsg)
+		}
+	}
 	if strings.ContainsFunc(r.Prefix, func(c rune) bool { return c <= ' ' || c == 0x7f || c == '{' || c == '}' }) || r.Prefix == "" {
 		ps.add(prefix+"REDIS_PREFIX", "must be printable text without spaces or braces, e.g. imsproxy (braces would change which Cluster slot a key is in)")
 	}
@@ -35,8 +42,8 @@ func (l *loader) redis(ps *Problems, g globalVars) *Redis {
 		ps.add(prefix+"REDIS_TIMEOUT", "must be at most 1m: a license waits this long for Redis before it is refused")
 	}
 	if r.CAFile != "" {
-		if msg == "" && !tls {
-			ps.add(prefix+"REDIS_CA_FILE", "applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL")
+		if msg == "" && cacheMsg == "" && !tls && !r.CacheTLS {
+			ps.add(prefix+"REDIS_CA_FILE", "applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL or IMSPROXY_REDIS_CACHE_URL")
 		}
 		r.RootCAs = rootCAs(ps, prefix+"REDIS_CA_FILE", r.CAFile)
 	}

@@ -28,7 +28,11 @@ func TestLoad_FleetModeProblems(t *testing.T) {
 		{"a prefix with a brace", with(fleet, "IMSPROXY_REDIS_PREFIX", "a{b}"), "IMSPROXY_REDIS_PREFIX: ..."},
 		{"a prefix with a space", with(fleet, "IMSPROXY_REDIS_PREFIX", "a b"), "IMSPROXY_REDIS_PREFIX: ..."},
 		{"a zero timeout", with(fleet, "IMSPROXY_REDIS_TIMEOUT", "0s"), "IMSPROXY_REDIS_TIMEOUT: must be positive, e.g. 500ms"},
-		{"a CA file without TLS", with(fleet, "IMSPROXY_REDIS_CA_FILE", pem), "IMSPROXY_REDIS_CA_FILE: applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL"},
+		{"a CA file without TLS", with(fleet, "IMSPROXY_REDIS_CA_FILE", pem), "IMSPROXY_REDIS_CA_FILE: applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL or IMSPROXY_REDIS_CACHE_URL"},
+		{"a cache URL that is not Redis", with(fleet, "IMSPROXY_REDIS_CACHE_URL", "https://u:secretpw@h"),
+			"IMSPROXY_REDIS_CACHE_URL: must start with redis:// or rediss:// (TLS), e.g. redis://127.0.0.1:6379/0"},
+		{"a cache URL without Redis", with(oauthStock(), "IMSPROXY_REDIS_CACHE_URL", "redis://h"),
+			"IMSPROXY_REDIS_CACHE_URL: applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it"},
 		{"a CA file that is not PEM", with(fleet, "IMSPROXY_REDIS_URL", "rediss://h:6380", "IMSPROXY_REDIS_CA_FILE", writeFile(t, "x", "x")),
 			"IMSPROXY_REDIS_CA_FILE: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"},
 		{"a Redis variable without the URL", with(oauthStock(), "IMSPROXY_REDIS_PREFIX", "p"),
@@ -60,6 +64,13 @@ func TestLoad_FleetModeLifts(t *testing.T) {
 		}
 		if s := fmt.Sprintf("%v %+v %#v", r, r, r.URL); strings.Contains(s, "secretpw") {
 			t.Errorf("the Redis configuration prints its password: %s", s)
+		}
+	})
+	t.Run("a cache instance of its own", func(t *testing.T) {
+		cfg := mustLoad(t, with(oauthStock(), "IMSPROXY_REDIS_URL", "redis://state:6379", "IMSPROXY_REDIS_CACHE_URL", "rediss://cache:6380/1",
+			"IMSPROXY_REDIS_CA_FILE", writeFile(t, "ca.pem", certPEM(t, rsaKey(0), testNow.Add(time.Hour)))))
+		if r := cfg.Redis; r.CacheURL.Reveal() != "rediss://cache:6380/1" || !r.CacheTLS || r.TLS || r.RootCAs == nil {
+			t.Errorf("Redis = %+v", r)
 		}
 	})
 	t.Run("no Redis without the URL", func(t *testing.T) {

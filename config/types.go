@@ -136,10 +136,14 @@ type Cache struct {
 type Redis struct {
 	// URL is redis://[user:password@]host:port[/db] or rediss://...; it
 	// may carry a password, so it never prints.
-	URL     Secret
-	TLS     bool           // rediss://
-	Prefix  string         // the first part of every key
-	Timeout time.Duration  // bound on one operation
-	CAFile  string         // "" when unset
-	RootCAs *x509.CertPool // system roots plus CA_FILE; nil = system roots only
+	URL Secret
+	TLS bool // rediss://
+	// CacheURL is the Redis of the search cache's second level when it is
+	// another instance (one that may evict); "" when the cache shares URL.
+	CacheURL Secret
+	CacheTLS bool
+	Prefix   string         // the first part of every key
+	Timeout  time.Duration  // bound on one operation
+	CAFile   string         // "" when unset
+	RootCAs  *x509.CertPool // system roots plus CA_FILE; nil = system roots only
 }

@@ -25,7 +25,8 @@ type globalVars struct {
 	CallersFile     string        `env:"CALLERS_FILE"`
 	AllowRemote     bool          `env:"ALLOW_REMOTE" envDefault:"false"`
 	AuditLog        string        `env:"AUDIT_LOG"`
-	RedisURL        Secret        `env:"REDIS_URL"` // may carry a password
+	RedisURL        Secret        `env:"REDIS_URL"`       // may carry a password
+	RedisCacheURL   Secret        `env:"REDIS_CACHE_URL"` // likewise
 	RedisPrefix     string        `env:"REDIS_PREFIX" envDefault:"imsproxy"`
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms"`
 	RedisCAFile     string        `env:"REDIS_CA_FILE"`

@@ -36,7 +36,7 @@ func (t Trail) Write(rec audit.Record) error {
 }
 
 func (c *Client) appendAudit(ctx context.Context, line []byte) error {
-	if !c.Up() {
+	if !c.stateUp() {
 		// Known down (the license was refused for it, most likely): the
 		// record is in the local audit log, and the refusal is not made
 		// to wait for a second timeout.

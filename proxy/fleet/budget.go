@@ -220,7 +220,7 @@ func (s *slot) Settle(ctx context.Context, counted bool, rec audit.Record) bool 
 // Redis holds them (ok false when Redis cannot say).
 func (b *Budget) Remaining(ctx context.Context) (remaining int, ok bool) {
 	c := b.r.c
-	if b.limit <= 0 || !c.Up() {
+	if b.limit <= 0 || !c.stateUp() {
 		return 0, false
 	}
 	ctx, cancel := c.ctx(ctx, c.timeout)

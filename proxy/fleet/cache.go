@@ -73,7 +73,8 @@ func (l *Level2) entryKey(gen, key string) string {
 	return l.r.key("search:" + gen + ":" + hex.EncodeToString(sum[:]))
 }
 
-// Available implements cache.Shared: the breaker is closed.
+// Available implements cache.Shared: the breakers are closed (the
+// generation is kept with the state, the answers in the cache's Redis).
 func (l *Level2) Available() bool { return l.r.c.Up() }
 
 // Get implements cache.Shared.
@@ -85,19 +86,20 @@ func (l *Level2) Get(ctx context.Context, key string) []byte {
 	ctx, cancel := c.ctx(ctx, cacheTimeout)
 	defer cancel()
 	gen, err := l.generation(ctx)
-	var b []byte
-	if err == nil {
-		b, err = c.rdb.Get(ctx, l.entryKey(gen, key)).Bytes()
-	}
-	switch {
-	case errors.Is(err, redis.Nil):
-		c.ok()
-		return nil
-	case err != nil:
+	if err != nil {
 		c.fail(OpCacheGet, err)
 		return nil
 	}
-	c.ok()
+	b, err := c.cache.Get(ctx, l.entryKey(gen, key)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		c.okCache()
+		return nil
+	case err != nil:
+		c.failCache(OpCacheGet, err)
+		return nil
+	}
+	c.okCache()
 	return b
 }
 
@@ -113,14 +115,14 @@ func (l *Level2) Generation() string {
 // and dropped when too many writes are under way already.
 func (l *Level2) Set(gen, key string, value []byte, ttl time.Duration) {
 	c := l.r.c
-	if !c.Up() || gen == "" {
+	if !c.cacheUp.Load() || gen == "" {
 		return
 	}
 	c.goBackground(func() {
 		ctx, cancel := c.ctx(context.Background(), c.timeout)
 		defer cancel()
-		if err := c.rdb.Set(ctx, l.entryKey(gen, key), value, ttl).Err(); err != nil {
-			c.fail(OpCacheSet, err)
+		if err := c.cache.Set(ctx, l.entryKey(gen, key), value, ttl).Err(); err != nil {
+			c.failCache(OpCacheSet, err)
 		}
 	})
 }
@@ -130,7 +132,7 @@ func (l *Level2) Set(gen, key string, value []byte, ttl time.Duration) {
 // again, so that no replica keeps serving what a license changed.
 func (l *Level2) Purge(reason string) {
 	c := l.r.c
-	if !c.Up() {
+	if !c.stateUp() {
 		// Known down: not made to wait for a timeout (a license is being
 		// answered); made once Redis answers again.
 		l.pending.Store(true)

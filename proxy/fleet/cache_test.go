@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/redistest"
 	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/proxy/audit"
 )
 
 func TestLevel2_AnAnswerStoredByOneReplicaIsFoundByAnother(t *testing.T) {
@@ -90,4 +92,38 @@ func TestLevel2_AnAnswerFetchedBeforeAPurgeIsNeverFoundAfterIt(t *testing.T) {
 	if got := l.Get(ctx, "k"); got != nil {
 		t.Errorf("an answer fetched before the purge is found after it: %q", got)
 	}
+}
+
+func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.T) {
+	state := redistest.Start(t, redistest.Options{})
+	cacheSrv := redistest.Start(t, redistest.Options{})
+	c := replicaOf(t, &config.Redis{URL: config.Secret(state.URL), CacheURL: config.Secret(cacheSrv.URL), Prefix: "test", Timeout: 500 * time.Millisecond})
+	rc := stockRoute("client")
+	l := c.Route(rc).Level2(func(string) {})
+	budget := c.Route(rc).Budget(5, time.Minute)
+	ctx := context.Background()
+	_ = l.Get(ctx, "k")
+	l.Set(l.Generation(), "k", []byte("answer"), time.Minute)
+	testutil.WaitFor(t, "the store", func() bool { return l.Get(ctx, "k") != nil })
+	if n, _ := inspect(t, cacheSrv).Keys(ctx, "test:*:search:*").Result(); len(n) != 1 {
+		t.Errorf("answers in the cache's Redis: %v", n)
+	}
+	if n, _ := inspect(t, state).Keys(ctx, "test:*:search:*").Result(); len(n) != 0 {
+		t.Errorf("answers in the state's Redis: %v", n)
+	}
+
+	cacheSrv.Kill()
+	if got := l.Get(ctx, "k"); got != nil {
+		t.Fatalf("Get with the cache's Redis down = %q", got)
+	}
+	if c.Up() || !c.stateUp() {
+		t.Errorf("up %v, state up %v: want the cache's breaker alone open", c.Up(), c.stateUp())
+	}
+	s, err := budget.Reserve(ctx)
+	if err != nil {
+		t.Fatalf("a license with only the cache's Redis down: %v", err)
+	}
+	s.Settle(ctx, true, audit.Record{})
+	cacheSrv.Restart()
+	testutil.WaitFor(t, "the cache's breaker to close", c.Up)
 }

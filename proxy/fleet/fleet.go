@@ -73,6 +73,13 @@ type Client struct {
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
 
+	// cache is the Redis of the search cache's answers: another instance
+	// (IMSPROXY_REDIS_CACHE_URL), with a breaker of its own, or the
+	// state's (then cacheUp is &up).
+	cache   *redis.Client
+	cacheUp *atomic.Bool
+	cacheDB atomic.Bool // the cache instance's own breaker, when it has one
+
 	background chan struct{} // a slot per store or purge running
 	wg         sync.WaitGroup
 
@@ -85,22 +92,10 @@ type Client struct {
 // serve starts while Redis is down (fleet mode degrades, it does not stop
 // the proxy). failed counts an operation's error (nil: not counted).
 func New(cfg *config.Redis, log *slog.Logger, failed func(op string)) (*Client, error) {
-	opts, err := redis.ParseURL(cfg.URL.Reveal())
+	opts, err := clientOptions(cfg, cfg.URL)
 	if err != nil {
 		// config.Load validated the URL; the error may quote it.
 		return nil, errors.New("IMSPROXY_REDIS_URL cannot be used")
-	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout, cfg.Timeout
-	opts.ContextTimeoutEnabled = true
-	// No hidden retries: a retried XADD would write a record twice, and a
-	// retry would outlast the timeout the caller was promised.
-	opts.MaxRetries = -1
-	opts.MinIdleConns = 1
-	opts.Protocol = 2 // RESP2, without HELLO: Valkey, and Redis from 6.2 (XADD MINID) on
-	opts.DisableIdentity = true
-	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if opts.TLSConfig != nil {
-		opts.TLSConfig = &tls.Config{ServerName: opts.TLSConfig.ServerName, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -114,9 +109,43 @@ func New(cfg *config.Redis, log *slog.Logger, failed func(op string)) (*Client, 
 		subs: make(chan string, 64),
 	}
 	c.up.Store(true) // until an operation says otherwise
+	c.cache, c.cacheUp = c.rdb, &c.up
+	if !cfg.CacheURL.IsZero() {
+		copts, err := clientOptions(cfg, cfg.CacheURL)
+		if err != nil {
+			_ = c.rdb.Close()
+			return nil, errors.New("IMSPROXY_REDIS_CACHE_URL cannot be used")
+		}
+		c.cache, c.cacheUp = redis.NewClient(copts), &c.cacheDB
+		c.cacheDB.Store(true)
+	}
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	return c, nil
 }
+
+// clientOptions are go-redis's options for the Redis at url.
+func clientOptions(cfg *config.Redis, url config.Secret) (*redis.Options, error) {
+	opts, err := redis.ParseURL(url.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout, cfg.Timeout
+	opts.ContextTimeoutEnabled = true
+	// No hidden retries: a retried XADD would write a record twice, and a
+	// retry would outlast the timeout the caller was promised.
+	opts.MaxRetries = -1
+	opts.MinIdleConns = 1
+	opts.Protocol = 2 // RESP2, without HELLO: Valkey, and Redis from 6.2 (XADD MINID) on
+	opts.DisableIdentity = true
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if opts.TLSConfig != nil {
+		opts.TLSConfig = &tls.Config{ServerName: opts.TLSConfig.ServerName, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	return opts, nil
+}
+
+// separateCache reports whether the search cache has a Redis of its own.
+func (c *Client) separateCache() bool { return c.cache != c.rdb }
 
 // quiet drops go-redis's own log lines (printed to stderr, outside the
 // proxy's log format): every failure it would report is returned to the
@@ -130,12 +159,18 @@ var quietOnce sync.Once
 // Close waits for the background stores and closes the connections.
 func (c *Client) Close() error {
 	c.wg.Wait()
+	if c.separateCache() {
+		_ = c.cache.Close()
+	}
 	return c.rdb.Close()
 }
 
-// Up reports whether Redis answered the last operation (the breaker is
-// closed).
-func (c *Client) Up() bool { return c.up.Load() }
+// Up reports whether Redis answered the last operation (the breakers are
+// closed), the cache's Redis included when it has one of its own.
+func (c *Client) Up() bool { return c.up.Load() && c.cacheUp.Load() }
+
+// stateUp reports whether the Redis of the shared state answers.
+func (c *Client) stateUp() bool { return c.up.Load() }
 
 // LastError is the last Redis error, "" when none since the last success.
 func (c *Client) LastError() string {
@@ -160,9 +195,42 @@ func (c *Client) fail(op string, err error) {
 // ok records a successful operation.
 func (c *Client) ok() {
 	if !c.up.Load() {
-		c.lastErr.Store(nil)
+		if c.cacheUp.Load() {
+			c.lastErr.Store(nil)
+		}
 		if !c.up.Swap(true) {
 			c.log.Info("Redis reachable again")
+		}
+	}
+}
+
+// failCache records a failed operation on the cache's Redis: with one of
+// its own, only the cache's breaker opens (licenses go on).
+func (c *Client) failCache(op string, err error) {
+	if !c.separateCache() {
+		c.fail(op, err)
+		return
+	}
+	c.failed(op)
+	msg := "cache " + op + ": " + err.Error()
+	c.lastErr.Store(&msg)
+	if c.cacheDB.Swap(false) {
+		c.log.Warn("the search cache's Redis is unreachable: searches use the local cache alone", "op", op, "error", err)
+	}
+}
+
+// okCache records a successful operation on the cache's Redis.
+func (c *Client) okCache() {
+	if !c.separateCache() {
+		c.ok()
+		return
+	}
+	if !c.cacheDB.Load() {
+		if c.up.Load() {
+			c.lastErr.Store(nil)
+		}
+		if !c.cacheDB.Swap(true) {
+			c.log.Info("the search cache's Redis is reachable again")
 		}
 	}
 }
@@ -172,15 +240,26 @@ func (c *Client) ctx(parent context.Context, d time.Duration) (context.Context, 
 	return context.WithTimeout(parent, min(c.timeout, d))
 }
 
-// Ping asks Redis once.
+// Ping asks Redis once, and the cache's Redis when it has one of its own.
 func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := c.ctx(ctx, c.timeout)
-	defer cancel()
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
+	opCtx, cancel := c.ctx(ctx, c.timeout)
+	err := c.rdb.Ping(opCtx).Err()
+	cancel()
+	if err != nil {
 		c.fail(OpPing, err)
 		return fmt.Errorf("ping Redis: %w", err)
 	}
 	c.ok()
+	if c.separateCache() {
+		opCtx, cancel := c.ctx(ctx, c.timeout)
+		err := c.cache.Ping(opCtx).Err()
+		cancel()
+		if err != nil {
+			c.failCache(OpPing, err)
+			return fmt.Errorf("ping the search cache's Redis (IMSPROXY_REDIS_CACHE_URL): %w", err)
+		}
+		c.okCache()
+	}
 	return nil
 }
 
@@ -209,7 +288,7 @@ func (c *Client) Run(ctx context.Context) {
 	tick := time.NewTicker(checkInterval)
 	defer tick.Stop()
 	for {
-		if c.Ping(ctx) == nil {
+		if c.Ping(ctx); c.stateUp() {
 			c.mu.Lock()
 			caches := make([]*Level2, 0, len(c.caches))
 			for _, l := range c.caches {

@@ -16,7 +16,13 @@ import (
 // shared Redis, running until the test ends.
 func replica(t *testing.T, srv *redistest.Server) *Client {
 	t.Helper()
-	c, err := New(&config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond}, nil, nil)
+	return replicaOf(t, &config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond})
+}
+
+// replicaOf is replica with a configuration of its own.
+func replicaOf(t *testing.T, cfg *config.Redis) *Client {
+	t.Helper()
+	c, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

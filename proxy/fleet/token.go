@@ -22,7 +22,7 @@ func (r *Route) TokenStore() TokenStore { return TokenStore{r: r} }
 
 func (s TokenStore) do(ctx context.Context, f func(ctx context.Context) error) error {
 	c := s.r.c
-	if !c.Up() {
+	if !c.stateUp() {
 		return errDown
 	}
 	ctx, cancel := c.ctx(ctx, c.timeout)

@@ -107,8 +107,9 @@ func sharedKey(rc *config.Route) ([]byte, error) {
 		}
 		secret = append(append(secret, 0), der...)
 	}
-	if len(secret) < 16 {
-		return nil, fmt.Errorf("%s: a shared token is encrypted with a key derived from the client secret or private key, and route %s has neither (or a secret under 16 bytes)",
+	if len(secret) == 0 {
+		// config.Load requires a client secret of jwt and oauth routes.
+		return nil, fmt.Errorf("%s: a shared token is encrypted with a key derived from the client secret and private key, and route %s has neither",
 			rc.Var("SHARE_TOKEN"), rc.Name)
 	}
 	return hkdf.Key(sha256.New, secret, []byte("imsproxy shared token v1"), "route "+rc.Name+" client "+c.ClientID, 32)

@@ -247,3 +247,31 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestE2E_Fleet_TheCachesOwnRedisStoppedLeavesLicensesAlone(t *testing.T) {
+	a := startAdobe(t, fakeadobe.Options{})
+	creds := a.newCredentials(t, fakeadobe.CredentialOptions{Quota: 1000})
+	state := redistest.Start(t, redistest.Options{})
+	cache := redistest.Start(t, redistest.Options{})
+	ps := startReplicas(t, 2, fleetEnv(a, creds, state, "IMSPROXY_REDIS_CACHE_URL", cache.URL, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT", "1"))
+	q := "/Rest/Media/1/Search/Files?search_parameters[words]=dune"
+	httpGet(t, ps[0].URL("stock")+q)
+	waitFor(t, 5*time.Second, "a hit from the cache's Redis on the other replica", func() bool {
+		_, h, _ := httpGet(t, ps[1].URL("stock")+q)
+		return h.Get("X-Cache") == "HIT"
+	})
+	cache.Stop()
+	if status, _, body := httpGet(t, ps[1].URL("stock")+"/Rest/Media/1/Search/Files?search_parameters[words]=canyon"); status != 200 {
+		t.Errorf("search with the cache's Redis down: %d %s", status, body)
+	}
+	ids := photos(t, a, creds, false, 2)
+	if status, _, body := httpGet(t, ps[1].URL("stock")+licensePath(ids[0])); status != 200 {
+		t.Fatalf("license with the cache's Redis down: %d %s", status, body)
+	}
+	status, h, body := httpGet(t, ps[0].URL("stock")+licensePath(ids[1]))
+	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock") // the shared count still holds
+	m := fetchMetrics(t, ps[1])
+	if !strings.Contains(m, "imsproxy_redis_up 1") || !strings.Contains(m, "imsproxy_redis_cache_up 0") {
+		t.Errorf("metrics:\n%s", grepLines(m, "imsproxy_redis"))
+	}
+}

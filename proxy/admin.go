@@ -32,6 +32,7 @@ type routeReadyz struct {
 // searches from the local cache, each replica's own token).
 type redisReadyz struct {
 	Up          bool   `json:"up"`
+	CacheUp     *bool  `json:"cache_up,omitempty"` // the search cache's own Redis, when it has one
 	SharedToken bool   `json:"shared_token"`
 	LastError   string `json:"last_error,omitempty"`
 }
@@ -61,6 +62,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		}
 		if s.fleet != nil {
 			rr.Redis = &redisReadyz{Up: s.fleet.Up(), SharedToken: rs.cfg.ShareToken, LastError: s.fleet.LastError()}
+			if up, ok := s.fleet.CacheUp(); ok {
+				rr.Redis.CacheUp = &up
+			}
 		}
 		if rs.mgr != nil {
 			rr.Status = rs.mgr.Status()

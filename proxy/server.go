@@ -105,7 +105,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 			_ = s.audit.Close()
 			return nil, err
 		}
-		count = s.metrics.Redis(f.Up, fleet.Ops)
+		count = s.metrics.Redis(f.Up, f.CacheUp, fleet.Ops)
 		s.fleet = f
 	}
 	for i := range cfg.Routes {

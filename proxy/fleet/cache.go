@@ -75,12 +75,12 @@ func (l *Level2) entryKey(gen, key string) string {
 
 // Available implements cache.Shared: the breakers are closed (the
 // generation is kept with the state, the answers in the cache's Redis).
-func (l *Level2) Available() bool { return l.r.c.Up() }
+func (l *Level2) Available() bool { return l.r.c.bothUp() }
 
 // Get implements cache.Shared.
 func (l *Level2) Get(ctx context.Context, key string) []byte {
 	c := l.r.c
-	if !c.Up() {
+	if !c.bothUp() {
 		return nil
 	}
 	ctx, cancel := c.ctx(ctx, cacheTimeout)

@@ -116,8 +116,8 @@ func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.
 	if got := l.Get(ctx, "k"); got != nil {
 		t.Fatalf("Get with the cache's Redis down = %q", got)
 	}
-	if c.Up() || !c.stateUp() {
-		t.Errorf("up %v, state up %v: want the cache's breaker alone open", c.Up(), c.stateUp())
+	if up, ok := c.CacheUp(); up || !ok || !c.Up() {
+		t.Errorf("cache up %v (%v), state up %v: want the cache's breaker alone open", up, ok, c.Up())
 	}
 	s, err := budget.Reserve(ctx)
 	if err != nil {
@@ -125,5 +125,5 @@ func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.
 	}
 	s.Settle(ctx, true, audit.Record{})
 	cacheSrv.Restart()
-	testutil.WaitFor(t, "the cache's breaker to close", c.Up)
+	testutil.WaitFor(t, "the cache's breaker to close", func() bool { up, _ := c.CacheUp(); return up })
 }

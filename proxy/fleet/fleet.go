@@ -165,12 +165,20 @@ func (c *Client) Close() error {
 	return c.rdb.Close()
 }
 
-// Up reports whether Redis answered the last operation (the breakers are
-// closed), the cache's Redis included when it has one of its own.
-func (c *Client) Up() bool { return c.up.Load() && c.cacheUp.Load() }
+// Up reports whether the Redis of the shared state answered the last
+// operation (its breaker is closed).
+func (c *Client) Up() bool { return c.up.Load() }
+
+// CacheUp reports whether the search cache's own Redis answered its last
+// operation; ok is false when the cache shares the state's Redis.
+func (c *Client) CacheUp() (up, ok bool) { return c.cacheDB.Load(), c.separateCache() }
 
 // stateUp reports whether the Redis of the shared state answers.
 func (c *Client) stateUp() bool { return c.up.Load() }
+
+// bothUp reports whether every Redis the search cache needs answers: the
+// state's (the generation) and the answers' own.
+func (c *Client) bothUp() bool { return c.up.Load() && c.cacheUp.Load() }
 
 // LastError is the last Redis error, "" when none since the last success.
 func (c *Client) LastError() string {

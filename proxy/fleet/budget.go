@@ -45,6 +45,7 @@ local function civil(days)
   return string.format('%04d-%02d-%02d', y, m, d)
 end
 local today = civil(math.floor(secs / 86400))
+local yesterday = civil(math.floor(secs / 86400) - 1)
 local function iso(ms)
   local s = math.floor(ms / 1000)
   local r = s % 86400
@@ -80,6 +81,8 @@ local base, stream = KEYS[1], KEYS[2]
 local member, lease, limit, route = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local retention, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
 sweep(base, today, stream, route, retention, keep)
+-- a replica that died around midnight: its license is audited too
+sweep(base, yesterday, stream, route, retention, keep)
 local held = base .. ':' .. today .. ':held'
 local count = tonumber(redis.call('GET', base .. ':' .. today .. ':count') or '0')
 if count + redis.call('ZCARD', held) >= limit then

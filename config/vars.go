@@ -25,6 +25,11 @@ type globalVars struct {
 	CallersFile     string        `env:"CALLERS_FILE"`
 	AllowRemote     bool          `env:"ALLOW_REMOTE" envDefault:"false"`
 	AuditLog        string        `env:"AUDIT_LOG"`
+
+	AllowedHosts     string        `env:"ALLOWED_HOSTS"`
+	AllowedOrigins   string        `env:"ALLOWED_ORIGINS"`
+	TokenWait        time.Duration `env:"TOKEN_WAIT" envDefault:"5s"`
+	MaxInflightBytes int64         `env:"MAX_INFLIGHT_BYTES" envDefault:"268435456"`
 }
 
 // routeVars are the per-route variables, without their IMSPROXY_<NAME>_

@@ -64,6 +64,7 @@ type Cache struct {
 	now      func() time.Time
 	log      *slog.Logger
 	counts   *metrics.Cache // nil: none recorded
+	limiter  Limiter        // nil: no bound beyond maxBytes (SetLimiter)
 
 	flights flights
 	gunzips sync.Pool // *gzip.Reader, for callers that do not accept gzip
@@ -91,6 +92,7 @@ type entry struct {
 	plainLength []string
 	stored      time.Time
 	size        int64 // counted toward CACHE_MAX_BYTES
+	pin         pin   // who holds the body (pin.go)
 }
 
 // New returns the search cache of stock route rc (CACHE_SIZE > 0) on the
@@ -115,7 +117,10 @@ func New(rc *config.Route, now func() time.Time, log *slog.Logger, m *metrics.Me
 	}
 	// The size passed to simplelru is never reached by Add: add makes room
 	// first, so that every removal is counted where it happens.
-	c.lru, _ = simplelru.NewLRU(c.size, func(_ uint64, e *entry) { c.bytes -= e.size })
+	c.lru, _ = simplelru.NewLRU(c.size, func(_ uint64, e *entry) {
+		c.bytes -= e.size
+		e.pin.add(-inCache) // a caller still being written to keeps it charged
+	})
 	if m != nil {
 		c.counts = m.Cache(rc.Name, func() float64 { return float64(c.Len()) }, func() float64 { return float64(c.Bytes()) })
 	}
@@ -156,8 +161,9 @@ func (c *Cache) generation() uint64 {
 	return c.gen
 }
 
-// fresh returns the entry for key if it is within its TTL. An entry past
-// its stale-if-error window is removed on the way.
+// fresh returns the entry for key if it is within its TTL, acquired for
+// a write (release it after). An entry past its stale-if-error window is
+// removed on the way.
 func (c *Cache) fresh(key []byte) *entry {
 	h := maphash.Bytes(c.seed, key)
 	now := c.now()
@@ -169,6 +175,7 @@ func (c *Cache) fresh(key []byte) *entry {
 	}
 	age := now.Sub(e.stored)
 	if age < c.ttl {
+		e.pin.acquire() // under the lock: the entry cannot be evicted first
 		c.mu.Unlock()
 		return e
 	}
@@ -184,7 +191,8 @@ func (c *Cache) fresh(key []byte) *entry {
 }
 
 // staleEntry returns the entry for key if it may still be served when the
-// upstream fails: past its TTL by no more than StaleIfError.
+// upstream fails: past its TTL by no more than StaleIfError. It is
+// acquired for a write (release it after).
 func (c *Cache) staleEntry(key string) *entry {
 	if c.stale <= 0 {
 		return nil
@@ -196,6 +204,7 @@ func (c *Cache) staleEntry(key string) *entry {
 	if !ok || e.key != key || now.Sub(e.stored) >= c.ttl+c.stale {
 		return nil
 	}
+	e.pin.acquire()
 	return e
 }
 
@@ -224,6 +233,7 @@ func (c *Cache) add(e *entry, gen uint64) {
 	}
 	c.lru.Add(h, e)
 	c.bytes += e.size
+	e.pin.add(inCache)
 	c.mu.Unlock()
 	c.evicted(evicted)
 }
@@ -272,6 +282,10 @@ func (c *Cache) newEntry(key string, f *fetched, stored time.Time) *entry {
 	if e.size > c.maxBytes {
 		return nil
 	}
+	// Held by the fetch that made it until it is stored: charged to the
+	// Limiter meanwhile, like the capture it comes from.
+	e.pin.size, e.pin.lim = cap(body), c.limiter
+	e.pin.acquire()
 	return e
 }
 

@@ -50,7 +50,7 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 	if !refresh {
 		if e := c.fresh(kb); e != nil {
 			c.count(true)
-			c.write(w, r, e, xCacheHit)
+			c.serveEntry(w, r, e, xCacheHit)
 			return
 		}
 	}
@@ -65,6 +65,10 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(route.StatusClientClosed) // went away while waiting
 		return
 	}
+	if !led {
+		f.acquire() // the leader holds the answer from its fetch
+	}
+	defer f.release()
 	switch {
 	case f.entry != nil:
 		c.write(w, r, f.entry, xCacheMiss)
@@ -88,8 +92,15 @@ func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string) b
 		return false
 	}
 	c.count(true)
-	c.write(w, r, e, xCacheStale)
+	c.serveEntry(w, r, e, xCacheStale)
 	return true
+}
+
+// serveEntry answers from e, acquired by fresh or staleEntry, and
+// releases it once written.
+func (c *Cache) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, xcache []string) {
+	defer e.pin.release()
+	c.write(w, r, e, xcache)
 }
 
 func (c *Cache) count(hit bool) {
@@ -127,10 +138,33 @@ func (s *stage) sharedFetch(w http.ResponseWriter, r *http.Request, key string) 
 type fetched struct {
 	status  int
 	header  http.Header
-	body    []byte
+	body    []byte // nil once stored: entry holds the answer
 	entry   *entry // the answer as stored; nil when it may not be
 	spilled bool   // over 1 MiB: streamed to the leader's caller alone
 	aborted bool   // no whole answer: the upstream broke off or the fetch ran out of time
+	// pin counts body, an answer shared with waiters without being
+	// stored, toward the Limiter while they write it; nil: not counted.
+	pin *pin
+}
+
+// acquire and release bracket a caller's write of the answer; the fetch
+// made it acquired for its leader.
+func (f *fetched) acquire() {
+	switch {
+	case f.entry != nil:
+		f.entry.pin.acquire()
+	case f.pin != nil:
+		f.pin.acquire()
+	}
+}
+
+func (f *fetched) release() {
+	switch {
+	case f.entry != nil:
+		f.entry.pin.release()
+	case f.pin != nil:
+		f.pin.release()
+	}
 }
 
 // failed: an answer stale-if-error replaces, including the
@@ -160,7 +194,8 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 	gen := c.generation()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), route.Config(r).Timeout+fetchBodyTime)
 	defer cancel()
-	capt := &capture{header: make(http.Header), leader: w}
+	capt := &capture{header: make(http.Header), leader: w, lim: c.limiter}
+	defer capt.release() // what was not handed on with the answer
 	f = &fetched{aborted: true}
 	defer func() {
 		// The reverse proxy aborts with ErrAbortHandler when the upstream
@@ -180,7 +215,13 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 		aborted: status == route.StatusClientClosed}
 	if e := c.newEntry(key, f, c.now()); e != nil {
 		c.add(e, gen) // not kept if purged meanwhile, but served to those waiting
-		f.entry = e
+		f.entry, f.body = e, nil
+	} else if capt.reserved > 0 && f.body != nil {
+		// Shared as it came: the capture's reservation goes with it,
+		// held by the leader.
+		f.pin = &pin{size: capt.reserved, lim: c.limiter}
+		f.pin.state.Store(1)
+		capt.reserved = 0
 	}
 	return f
 }
@@ -195,6 +236,9 @@ type capture struct {
 	body    []byte
 	leader  http.ResponseWriter
 	spilled bool
+
+	lim      Limiter // nil: none
+	reserved int     // bytes of body reserved from lim
 }
 
 func (c *capture) Header() http.Header {
@@ -210,7 +254,7 @@ func (c *capture) WriteHeader(code int) {
 	}
 	c.status = code
 	if n, err := strconv.ParseInt(c.header.Get("Content-Length"), 10, 64); err == nil {
-		if n > maxCachedBody {
+		if n > maxCachedBody || !c.reserve(int(n)) {
 			c.spill()
 		} else {
 			c.body = make([]byte, 0, n)
@@ -222,7 +266,7 @@ func (c *capture) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
-	if !c.spilled && len(c.body)+len(p) > maxCachedBody {
+	if need := len(c.body) + len(p); !c.spilled && (need > maxCachedBody || need > cap(c.body) && !c.grow(need)) {
 		c.spill()
 	}
 	if c.spilled {
@@ -230,6 +274,38 @@ func (c *capture) Write(p []byte) (int, error) {
 	}
 	c.body = append(c.body, p...)
 	return len(p), nil
+}
+
+// grow makes room for need bytes of body, reserved from the Limiter; when
+// there is none, the answer is streamed instead of stored.
+func (c *capture) grow(need int) bool {
+	size := min(max(need, 2*cap(c.body), 4<<10), maxCachedBody)
+	if !c.reserve(size - c.reserved) {
+		return false
+	}
+	body := make([]byte, len(c.body), size)
+	copy(body, c.body)
+	c.body = body
+	return true
+}
+
+func (c *capture) reserve(n int) bool {
+	if c.lim == nil || n <= 0 {
+		return true
+	}
+	if !c.lim.Reserve(n) {
+		return false
+	}
+	c.reserved += n
+	return true
+}
+
+// release gives back what the capture still holds reserved.
+func (c *capture) release() {
+	if c.reserved > 0 {
+		c.lim.Release(c.reserved)
+		c.reserved = 0
+	}
 }
 
 // Flush is called by the reverse proxy for answers of unknown length.
@@ -253,6 +329,7 @@ func (c *capture) spill() {
 		_, _ = c.leader.Write(c.body) // an error shows again on the next Write
 	}
 	c.body = nil
+	c.release()
 }
 
 // flights coalesces concurrent identical misses: the first

@@ -8,6 +8,7 @@
 package stock
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,7 +27,19 @@ const AllowEditorialHeader = "X-Imsproxy-Allow-Editorial"
 
 // Auditor records licensing attempts (the audit log).
 type Auditor interface {
+	// Write appends rec. An error means the line is not on disk: the
+	// attempt line of a license must be, so the license is refused.
 	Write(rec audit.Record) error
+}
+
+// Limiter bounds the memory held for answers being rewritten across all
+// requests (an *inflight.Limiter): a licensing answer waits for room,
+// and is never cut short.
+type Limiter interface {
+	// Wait reserves n bytes, waiting until there is room or ctx is done.
+	Wait(ctx context.Context, n int) error
+	// Release gives back n reserved bytes.
+	Release(n int)
 }
 
 // Options is what the policy of one stock route works with.
@@ -46,8 +59,11 @@ type Options struct {
 	OnLicensed func()
 	// Count counts licensing attempts by outcome; nil: not counted.
 	Count func(outcome string)
-	// Now is the clock of the editorial cache; nil: time.Now.
+	// Now is the clock of the editorial cache and the audit; nil: time.Now.
 	Now func() time.Time
+	// Limiter bounds the memory of the answers held; nil: only each
+	// answer's own bound (8 MiB).
+	Limiter Limiter
 }
 
 // Policy is the Stock policy of one route.
@@ -93,6 +109,10 @@ func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		allowEditorial := strings.EqualFold(strings.TrimSpace(r.Header.Get(AllowEditorialHeader)), "true")
 		delete(r.Header, AllowEditorialHeader)
+		if ambiguousPath(r.URL.Path) {
+			p.refusePath(w, r)
+			return
+		}
 		switch classify(r.URL.Path) {
 		case pathLicense:
 			p.license(w, r, next, allowEditorial)
@@ -115,6 +135,17 @@ func (p *Policy) Refused(r *http.Request, code string, status int) {
 	if classify(r.URL.Path) == pathLicense {
 		p.newAttempt(r).settle(code, status, 0, "")
 	}
+}
+
+// refusePath answers a path that servers read differently; on a path
+// that may be a license, the refusal is audited.
+func (p *Policy) refusePath(w http.ResponseWriter, r *http.Request) {
+	msg := "Send the path as Stock documents it: a path with \";\", characters outside ASCII or beginning with \"//\" is read differently by different servers."
+	if containsFold(r.URL.Path, "licen") || classify(r.URL.Path) == pathLicense {
+		p.newAttempt(r).refuse(w, r, http.StatusBadRequest, audit.OutcomeBadRequest, "The license was not requested. "+msg)
+		return
+	}
+	route.Error(w, r, http.StatusBadRequest, route.CodeBadRequest, msg)
 }
 
 // download forwards a download to DOWNLOAD_UPSTREAM.

@@ -210,32 +210,61 @@ func (c *Cache) staleEntry(key string) *entry {
 
 // add stores e unless the cache was purged since gen was read. It makes
 // room by removing long-dead entries, then the least recently used ones.
+// An entry still being written to a caller is removed only if the Limiter
+// has room to count it; else e is not stored (it is still served to those
+// waiting for it), so that callers that do not read cannot make the cache
+// hand over more memory than the Limiter allows.
 func (c *Cache) add(e *entry, gen uint64) {
 	evicted := 0
 	c.mu.Lock()
-	if gen != c.gen {
+	defer func() {
 		c.mu.Unlock()
+		c.evicted(evicted)
+	}()
+	if gen != c.gen {
 		return
 	}
 	h := maphash.String(c.seed, e.key)
-	c.lru.Remove(h) // a refresh replaces the old answer (or one whose key collides); not an eviction
+	// A refresh replaces the old answer (or one whose key collides); not
+	// an eviction.
+	if old, ok := c.lru.Peek(h); ok && !c.removeLocked(h, old) {
+		return
+	}
 	for range sweepPerAdd {
-		_, old, ok := c.lru.GetOldest()
+		k, old, ok := c.lru.GetOldest()
 		if !ok || e.stored.Sub(old.stored) < c.ttl+c.stale {
 			break
 		}
-		c.lru.RemoveOldest()
+		if !c.removeLocked(k, old) {
+			return
+		}
 		evicted++
 	}
 	for c.lru.Len() > 0 && (c.lru.Len() >= c.size || c.bytes+e.size > c.maxBytes) {
-		c.lru.RemoveOldest()
+		k, old, _ := c.lru.GetOldest()
+		if !c.removeLocked(k, old) {
+			return
+		}
 		evicted++
 	}
 	c.lru.Add(h, e)
 	c.bytes += e.size
 	e.pin.add(inCache)
-	c.mu.Unlock()
-	c.evicted(evicted)
+}
+
+// removeLocked removes old, under key k, unless it is being written to a
+// caller and the Limiter has no room to count it once out of the cache.
+func (c *Cache) removeLocked(k uint64, old *entry) bool {
+	// Writers acquire under c.mu: the count can only fall meanwhile.
+	held := c.limiter != nil && old.pin.state.Load()&(inCache-1) > 0
+	if held && !c.limiter.Reserve(old.pin.size) {
+		return false
+	}
+	c.lru.Remove(k) // charges the entry if it is still held
+	if held {
+		c.limiter.Release(old.pin.size)
+	}
+	return true
 }
 
 func (c *Cache) evicted(n int) {

@@ -122,3 +122,36 @@ func TestCache_LimiterBalancesUnderLoad(t *testing.T) {
 	wg.Wait()
 	testutil.WaitFor(t, "every byte to be given back", func() bool { return l.Used() == 0 })
 }
+
+// The cache does not make room by evicting an answer still being written
+// to a caller unless the Limiter can count it: callers that do not read
+// cannot have the cache hand more and more memory over to them.
+func TestCache_KeepsAnAnswerBeingWrittenWhenTheLimiterIsFull(t *testing.T) {
+	l := inflight.New(1 << 20)
+	f := limited(t, l, nil, func(rc *config.Route) { rc.Cache.Size = 1 })
+	f.get(searchPath)
+	w := &blockedWriter{h: http.Header{}, writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() { defer close(done); f.handler.ServeHTTP(w, httptest.NewRequest("GET", searchPath, nil)) }()
+	<-w.writing
+	l.Charge(1 << 20) // no room left
+	other := searchPath + "&page=2"
+	for range 2 {
+		if resp, _ := f.get(other); resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "MISS" {
+			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("X-Cache"))
+		}
+	}
+	if resp, _ := f.get(searchPath); resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("the answer being written was evicted without room to count it (X-Cache %s)", resp.Header.Get("X-Cache"))
+	}
+	l.Release(1 << 20)
+	close(w.release)
+	<-done
+	f.get(other)
+	if resp, _ := f.get(other); resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("once written, the answer makes room again (X-Cache %s)", resp.Header.Get("X-Cache"))
+	}
+	if l.Used() != 0 {
+		t.Fatalf("%d bytes counted", l.Used())
+	}
+}

@@ -27,7 +27,10 @@ func (c *Cache) SetLimiter(l Limiter) { c.limiter = l }
 // additions and no lock beyond the cache's own: the number of writers
 // holding the body, and whether the cache holds it. The body is charged to
 // the Limiter exactly while writers hold it and the cache does not; every
-// change computes that from the word before and after.
+// change computes that from the word before and after. The cache evicts a
+// held body only when the Limiter has room for it (add), so that only a
+// purge can take the Limiter past its bound, by at most what the cache
+// held.
 type pin struct {
 	state atomic.Int64
 	size  int

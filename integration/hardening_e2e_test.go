@@ -78,7 +78,7 @@ func TestE2E_HangingUpDoesNotBuyPastTheDailyLimit(t *testing.T) {
 
 	impatient := &http.Client{Timeout: 200 * time.Millisecond}
 	for _, id := range ids[:5] {
-		req, _ := http.NewRequest("GET", p.URL("stock")+licencePath(id), nil)
+		req, _ := http.NewRequest("GET", p.URL("stock")+licensePath(id), nil)
 		req.Header.Set("X-Imsproxy-Allow-Editorial", "true")
 		if resp, err := impatient.Do(req); err == nil {
 			resp.Body.Close() // refused at once: the limit is reached
@@ -87,7 +87,7 @@ func TestE2E_HangingUpDoesNotBuyPastTheDailyLimit(t *testing.T) {
 			}
 		}
 	}
-	status, _, body := httpGet(t, p.URL("stock")+licencePath(ids[5]), "X-Imsproxy-Allow-Editorial", "true")
+	status, _, body := httpGet(t, p.URL("stock")+licensePath(ids[5]), "X-Imsproxy-Allow-Editorial", "true")
 	if status != http.StatusTooManyRequests {
 		t.Errorf("the caller who waited: %d %s, want 429: the day's license is made", status, body)
 	}
@@ -99,7 +99,7 @@ func TestE2E_HangingUpDoesNotBuyPastTheDailyLimit(t *testing.T) {
 		}
 		return false
 	})
-	if got := a.Stats().Licences; got != 1 {
+	if got := a.Stats().Licenses; got != 1 {
 		t.Fatalf("Stock sold %d licenses under LICENSE_DAILY_LIMIT=1", got)
 	}
 }
@@ -116,7 +116,7 @@ func TestE2E_ConnectionHeaderCannotStripTheCredentials(t *testing.T) {
 	p.waitReady()
 	// The organisation holds a license of the asset: a search made with
 	// the route's token says so in is_licensed, one made without does not.
-	if status, _, body := httpGet(t, p.URL("stock")+licencePath(id)); status != 200 {
+	if status, _, body := httpGet(t, p.URL("stock")+licensePath(id)); status != 200 {
 		t.Fatalf("license: %d %s", status, body)
 	}
 	addr := strings.TrimPrefix(p.URL("stock"), "http://")
@@ -200,7 +200,7 @@ func TestE2E_TraceNeverReachesTheUpstream(t *testing.T) {
 
 // Finding: without a callers file (a developer's machine), an <img src> on
 // any web page licensed an asset, a DNS-rebinding name read AEM, and a
-// cross-site POST /cache/purge emptied the cache; licence answers pointed
+// cross-site POST /cache/purge emptied the cache; license answers pointed
 // their download URLs at whatever Host the caller sent.
 func TestE2E_WebPagesCannotSpendOrRead(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
@@ -215,12 +215,12 @@ func TestE2E_WebPagesCannotSpendOrRead(t *testing.T) {
 	stock, aem := p.URL("stock"), p.URL("aem")
 
 	// <img src="http://127.0.0.1:8080/Rest/Libraries/1/Content/License?...">
-	status, h, body := httpGet(t, stock+licencePath(id), "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image")
+	status, h, body := httpGet(t, stock+licensePath(id), "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image")
 	checkProxyError(t, status, h, body, http.StatusForbidden, "cross_site_request", "stock")
 	// fetch() from another origin, which names itself.
-	status, h, body = httpDo(t, "POST", stock+licencePath(id), nil, "Origin", "https://evil.example")
+	status, h, body = httpDo(t, "POST", stock+licensePath(id), nil, "Origin", "https://evil.example")
 	checkProxyError(t, status, h, body, http.StatusForbidden, "cross_site_request", "stock")
-	if got := a.Stats().Licences; got != 0 {
+	if got := a.Stats().Licenses; got != 0 {
 		t.Fatalf("a web page licensed %d assets", got)
 	}
 	if lines := readAuditLog(t, audit); len(lines) != 2 || lines[0].Outcome != "cross_site_request" || lines[0].ContentID != id {
@@ -228,7 +228,7 @@ func TestE2E_WebPagesCannotSpendOrRead(t *testing.T) {
 	}
 
 	// A name the attacker's DNS points at 127.0.0.1 (DNS rebinding).
-	for _, target := range []struct{ route, path string }{{aem, "/api/assets.json"}, {stock, licencePath(id)}} {
+	for _, target := range []struct{ route, path string }{{aem, "/api/assets.json"}, {stock, licensePath(id)}} {
 		addr := strings.TrimPrefix(target.route, "http://")
 		_, port, _ := net.SplitHostPort(addr)
 		before := len(a.Requests(0))
@@ -264,10 +264,10 @@ func TestE2E_AuditLogFailsClosed(t *testing.T) {
 		env := licensingEnv(a, creds, audit, "2")
 		p := startProxy(t, env)
 		p.waitReady()
-		licence := func(id string) (int, http.Header, []byte) {
-			return httpGet(t, p.URL("stock")+licencePath(id), "X-Imsproxy-Allow-Editorial", "true")
+		license := func(id string) (int, http.Header, []byte) {
+			return httpGet(t, p.URL("stock")+licensePath(id), "X-Imsproxy-Allow-Editorial", "true")
 		}
-		if status, _, body := licence(ids[0]); status != 200 {
+		if status, _, body := license(ids[0]); status != 200 {
 			t.Fatalf("first license: %d %s", status, body)
 		}
 		// The disk fills up (here: the file may not grow past a few more
@@ -277,13 +277,13 @@ func TestE2E_AuditLogFailsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		setFileSizeLimit(t, p, uint64(info.Size())+100)
-		status, h, body := licence(ids[1])
+		status, h, body := license(ids[1])
 		checkProxyError(t, status, h, body, http.StatusServiceUnavailable, "audit_unavailable", "stock")
-		if got := a.Stats().Licences; got != 1 {
+		if got := a.Stats().Licenses; got != 1 {
 			t.Fatalf("Stock sold %d licenses, want 1: a license was made without its audit line", got)
 		}
 		setFileSizeLimit(t, p, unix.RLIM_INFINITY) // space again
-		if status, _, body := licence(ids[2]); status != 200 {
+		if status, _, body := license(ids[2]); status != 200 {
 			t.Fatalf("license once the disk has room: %d %s", status, body)
 		}
 		// The torn line does not hide the lines after it: a restart counts
@@ -293,7 +293,7 @@ func TestE2E_AuditLogFailsClosed(t *testing.T) {
 		}
 		p = startProxy(t, env)
 		p.waitReady()
-		status, h, body = licence(ids[3])
+		status, h, body = license(ids[3])
 		checkProxyError(t, status, h, body, http.StatusTooManyRequests, "license_limit_reached", "stock")
 	})
 
@@ -305,16 +305,16 @@ func TestE2E_AuditLogFailsClosed(t *testing.T) {
 		env := licensingEnv(a, creds, audit, "2")
 		p := startProxy(t, env)
 		p.waitReady()
-		licence := func(id string) (int, http.Header, []byte) {
-			return httpGet(t, p.URL("stock")+licencePath(id), "X-Imsproxy-Allow-Editorial", "true")
+		license := func(id string) (int, http.Header, []byte) {
+			return httpGet(t, p.URL("stock")+licensePath(id), "X-Imsproxy-Allow-Editorial", "true")
 		}
-		if status, _, body := licence(ids[0]); status != 200 {
+		if status, _, body := license(ids[0]); status != 200 {
 			t.Fatalf("first license: %d %s", status, body)
 		}
 		if err := os.Remove(audit); err != nil {
 			t.Fatal(err)
 		}
-		if status, _, body := licence(ids[1]); status != 200 {
+		if status, _, body := license(ids[1]); status != 200 {
 			t.Fatalf("second license: %d %s", status, body)
 		}
 		if code := p.stop(); code != 0 {
@@ -323,9 +323,9 @@ func TestE2E_AuditLogFailsClosed(t *testing.T) {
 		p = startProxy(t, env)
 		p.waitReady()
 		for _, id := range ids[2:] {
-			licence(id)
+			license(id)
 		}
-		if got := a.Stats().Licences; got != 2 {
+		if got := a.Stats().Licenses; got != 2 {
 			t.Fatalf("Stock sold %d licenses under a limit of 2", got)
 		}
 		data, err := os.ReadFile(audit)
@@ -496,14 +496,14 @@ func TestE2E_AmbiguousLicenseRequestsAreRefused(t *testing.T) {
 			t.Errorf("%s: %d %s", name, status, body)
 		}
 	}
-	if ls := a.Licences(creds.OrgID); len(ls) != 0 {
+	if ls := a.Licenses(creds.OrgID); len(ls) != 0 {
 		t.Fatalf("licensed through ambiguous requests: %+v", ls)
 	}
 	// The stand-in licenses plain requests as they are.
-	if status, _, body := httpGet(t, p.URL("stock")+licencePath(plain)); status != 200 {
+	if status, _, body := httpGet(t, p.URL("stock")+licensePath(plain)); status != 200 {
 		t.Fatalf("a plain license through the stand-in: %d %s", status, body)
 	}
-	if ls := a.Licences(creds.OrgID); len(ls) != 1 || strconv.Itoa(ls[0].AssetID) != plain {
-		t.Fatalf("licences %+v, want %s alone", ls, plain)
+	if ls := a.Licenses(creds.OrgID); len(ls) != 1 || strconv.Itoa(ls[0].AssetID) != plain {
+		t.Fatalf("licenses %+v, want %s alone", ls, plain)
 	}
 }

@@ -226,13 +226,13 @@ func TestFaults_AnswerLatencySellsBeforeAnswering(t *testing.T) {
 		t.Fatalf("answered %d within the client's 100ms", resp.StatusCode)
 	}
 	// The request may reach the emulator after the client gave up on it.
-	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().Licences != 1; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().Licenses != 1; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d licences sold, want 1: the work is done before the answer is late", e.srv.Stats().Licences)
+			t.Fatalf("%d licenses sold, want 1: the work is done before the answer is late", e.srv.Stats().Licenses)
 		}
 	}
-	if ls := e.srv.Licences(e.creds.OrgID); len(ls) != 1 || ls[0].AssetID != a.ID {
-		t.Fatalf("licences %+v", ls)
+	if ls := e.srv.Licenses(e.creds.OrgID); len(ls) != 1 || ls[0].AssetID != a.ID {
+		t.Fatalf("licenses %+v", ls)
 	}
 }
 

@@ -35,6 +35,8 @@ func Check(opts Options, next http.Handler) http.Handler {
 	return &check{file: opts.File, browsers: opts.Browsers, refused: opts.Refused, next: next}
 }
 
+var _ http.Handler = (*check)(nil)
+
 type check struct {
 	file     *File
 	browsers Browsers

@@ -92,9 +92,9 @@ func TestRoute_LicenseWithoutAnAnswerCountsAsUnknown(t *testing.T) {
 		outcome string
 		counted bool
 	}{
-		{name: "Stock answers 500", sold: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) },
+		{name: "Stock answers 500", sold: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", http.StatusInternalServerError) },
 			status: 500, outcome: audit.OutcomeUnknown, counted: true},
-		{name: "Stock answers 503", sold: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "busy", 503) },
+		{name: "Stock answers 503", sold: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) },
 			status: 503, outcome: audit.OutcomeUnknown, counted: true},
 		{name: "no answer within TIMEOUT", sold: func(_ http.ResponseWriter, r *http.Request) {
 			select {

@@ -69,8 +69,11 @@ func (b *Browsers) originAllowed(origin string) bool {
 // address with an optional port, or one of Hosts.
 func (b *Browsers) hostAllowed(host string) bool {
 	name, ok := cutPort(host)
-	if !ok || name == "" {
+	switch {
+	case !ok || name == "":
 		return false
+	case name == "127.0.0.1" || name == "localhost" || name == "[::1]":
+		return true // what nearly every request names: decided without parsing
 	}
 	if strings.EqualFold(name, "localhost") || slices.ContainsFunc(b.Hosts, func(h string) bool { return strings.EqualFold(h, name) }) {
 		return true
@@ -95,8 +98,13 @@ func cutPort(host string) (string, bool) {
 		return host, true // [::1] without port: the colon is the address's
 	}
 	port := host[i+1:]
-	if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+	if port == "" || len(port) > 5 {
 		return "", false
+	}
+	for j := 0; j < len(port); j++ {
+		if port[j] < '0' || port[j] > '9' {
+			return "", false
+		}
 	}
 	return host[:i], true
 }

@@ -193,22 +193,50 @@ func checkLicenseBody(r *http.Request) error {
 // network-path reference, whose first segment a server may take for a
 // host). A second level of percent-encoding is looked through.
 func ambiguousPath(path string) bool {
-	if len(path) >= 2 && path[0] == '/' && (path[1] == '/' || path[1] == '\\') {
-		return true
-	}
+	_, ambiguous := scanPath(path)
+	return ambiguous
+}
+
+// scanPath reads a path once, as every request on a stock route needs:
+// whether it is ambiguous (ambiguousPath), and whether it may be a
+// licensing, license-information or download path in a spelling
+// classify recognises (a path without "%", "\", "icens", "info" or
+// "download" in any case cannot be).
+func scanPath(path string) (special, ambiguous bool) {
+	ambiguous = len(path) >= 2 && path[0] == '/' && (path[1] == '/' || path[1] == '\\')
 	escaped := false
 	for i := 0; i < len(path); i++ {
 		switch c := path[i]; {
-		case c == ';' || c >= 0x80:
-			return true
+		case c >= 0x80 || c == ';':
+			ambiguous = true
 		case c == '%':
-			escaped = true
+			escaped, special = true, true
+		case c == '\\':
+			special = true
+		case c|0x20 == 'i':
+			special = special || hasPrefixFold(path[i:], "icens") || hasPrefixFold(path[i:], "info")
+		case c|0x20 == 'd':
+			special = special || hasPrefixFold(path[i:], "download")
 		}
 	}
-	if escaped {
+	if escaped && !ambiguous {
 		if u, err := url.PathUnescape(path); err == nil {
-			return ambiguousPath(u)
+			_, ambiguous = scanPath(u)
 		}
 	}
-	return false
+	return special, ambiguous
+}
+
+// hasPrefixFold reports whether s begins with the lower-case ASCII
+// prefix, in any ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if s[i]|0x20 != prefix[i] {
+			return false
+		}
+	}
+	return true
 }

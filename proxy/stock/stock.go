@@ -107,13 +107,21 @@ func New(rc *config.Route, opts Options) *Policy {
 // Handler returns the policy stage in front of next.
 func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allowEditorial := strings.EqualFold(strings.TrimSpace(r.Header.Get(allowEditorialHeader)), "true")
-		delete(r.Header, allowEditorialHeader)
-		if ambiguousPath(r.URL.Path) {
+		allowEditorial := false
+		if v := r.Header[allowEditorialHeader]; v != nil { // the name is canonical already
+			allowEditorial = len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "true")
+			delete(r.Header, allowEditorialHeader)
+		}
+		special, ambiguous := scanPath(r.URL.Path)
+		if ambiguous {
 			p.refusePath(w, r)
 			return
 		}
-		switch classify(r.URL.Path) {
+		kind := pathOther // most requests (searches): decided without allocating
+		if special {
+			kind = classifySpecial(r.URL.Path)
+		}
+		switch kind {
 		case pathLicense:
 			p.license(w, r, next, allowEditorial)
 		case pathLicensing:
@@ -185,9 +193,14 @@ const (
 // upstream that normalises a spelling the guard missed would license
 // unguarded: when in doubt, a path is a license.
 func classify(p string) stockPath {
-	if !maybeSpecial(p) {
-		return pathOther // most requests (searches): decided without allocating
+	if special, _ := scanPath(p); !special {
+		return pathOther
 	}
+	return classifySpecial(p)
+}
+
+// classifySpecial is classify of a path scanPath found special.
+func classifySpecial(p string) stockPath {
 	forms := []string{p}
 	if u, err := url.PathUnescape(p); err == nil && u != p {
 		forms = append(forms, u)
@@ -208,13 +221,6 @@ func classify(p string) stockPath {
 }
 
 func cleanPath(p string) string { return path.Clean("/" + p) }
-
-// maybeSpecial is a quick screen: a path without any of these cannot be a
-// licensing, license-information or download path in any spelling that
-// classify recognises.
-func maybeSpecial(p string) bool {
-	return strings.ContainsAny(p, `%\`) || containsFold(p, "icens") || containsFold(p, "download") || containsFold(p, "info")
-}
 
 // containsFold reports whether s contains the lower-case ASCII sub, in any
 // ASCII case.

@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// MinInflightBytes is the least IMSPROXY_MAX_INFLIGHT_BYTES accepted: one
+// minInflightBytes is the least IMSPROXY_MAX_INFLIGHT_BYTES accepted: one
 // licensing answer held for rewriting may take 8 MiB, and it waits for
 // room rather than being cut, so the bound must leave room for it.
-const MinInflightBytes = 16 << 20
+const minInflightBytes = 16 << 20
 
 // hardening validates the global variables of the guards against browsers
 // and resource exhaustion into cfg.
@@ -33,8 +33,8 @@ func hardening(ps *Problems, cfg *Config, g globalVars) {
 		ps.add(prefix+"TOKEN_WAIT", "must be more than 0, e.g. 5s")
 	}
 	cfg.MaxInflightBytes = g.MaxInflightBytes
-	if g.MaxInflightBytes < MinInflightBytes {
-		ps.add(prefix+"MAX_INFLIGHT_BYTES", "must be at least %d (16 MiB): one licensing answer held for rewriting may take 8 MiB", MinInflightBytes)
+	if g.MaxInflightBytes < minInflightBytes {
+		ps.add(prefix+"MAX_INFLIGHT_BYTES", "must be at least %d (16 MiB): one licensing answer held for rewriting may take 8 MiB", minInflightBytes)
 	}
 }
 

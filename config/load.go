@@ -43,6 +43,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 		AuditLog:        g.AuditLog,
 	}
 	l.globals(&ps, cfg, g)
+	hardening(&ps, cfg, g)
 	cfg.Redis = l.redis(&ps, g)
 
 	names := l.routeNames(&ps, g.Routes)

@@ -18,6 +18,9 @@ func TestLoad_GlobalDefaults(t *testing.T) {
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
+
+		TokenWait:        5 * time.Second,
+		MaxInflightBytes: 256 << 20,
 	}
 	got := *c
 	got.Routes = nil

@@ -42,7 +42,23 @@ type Config struct {
 	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
 	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
 	Redis           *Redis        // fleet mode; nil without IMSPROXY_REDIS_URL
-	Routes          []Route       // in the order of IMSPROXY_ROUTES (or stock, aem)
+
+	// AllowedHosts are the extra Host names (lower case, without port)
+	// accepted on loopback listeners without a callers file
+	// (IMSPROXY_ALLOWED_HOSTS).
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins that may call
+	// (IMSPROXY_ALLOWED_ORIGINS), as browsers send them: scheme://host
+	// with a port only when it is not the scheme's default, lower case.
+	AllowedOrigins []string
+	// TokenWait is the longest a request waits for a token when none is
+	// valid (IMSPROXY_TOKEN_WAIT).
+	TokenWait time.Duration
+	// MaxInflightBytes bounds the memory all requests together hold for
+	// answers being cached or rewritten (IMSPROXY_MAX_INFLIGHT_BYTES).
+	MaxInflightBytes int64
+
+	Routes []Route // in the order of IMSPROXY_ROUTES (or stock, aem)
 
 	// Callers is the content of CallersFile as loaded; the proxy reloads
 	// the file when it changes.

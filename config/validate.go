@@ -69,6 +69,13 @@ func checkListen(addr string) (host, port, msg string) {
 	return host, port, ""
 }
 
+// LoopbackAddress reports whether a listener on addr (host:port) is
+// reachable from this machine only.
+func LoopbackAddress(addr string) bool {
+	host, _, msg := checkListen(addr)
+	return msg == "" && isLoopback(host)
+}
+
 // isLoopback reports whether a listener on host is reachable from this
 // machine only. An empty host and 0.0.0.0 mean every interface; a host name
 // other than localhost cannot be judged without resolving it, so it is not

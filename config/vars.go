@@ -30,6 +30,11 @@ type globalVars struct {
 	RedisPrefix     string        `env:"REDIS_PREFIX" envDefault:"imsproxy"`
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms"`
 	RedisCAFile     string        `env:"REDIS_CA_FILE"`
+
+	AllowedHosts     string        `env:"ALLOWED_HOSTS"`
+	AllowedOrigins   string        `env:"ALLOWED_ORIGINS"`
+	TokenWait        time.Duration `env:"TOKEN_WAIT" envDefault:"5s"`
+	MaxInflightBytes int64         `env:"MAX_INFLIGHT_BYTES" envDefault:"268435456"`
 }
 
 // routeVars are the per-route variables, without their IMSPROXY_<NAME>_

@@ -170,8 +170,8 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 			t.Errorf("stderr lacks %s", want)
 		}
 	}
-	if n := strings.Count(string(auditLog), "\n"); n != 4 {
-		t.Errorf("%d audit lines, want 4 (no license right, editorial, unknown caller, licensed):\n%s", n, auditLog)
+	if n := strings.Count(string(auditLog), "\n"); n != 5 {
+		t.Errorf("%d audit lines, want 5 (no license right, editorial, unknown caller, the license's attempt and outcome):\n%s", n, auditLog)
 	}
 }
 

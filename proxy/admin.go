@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
@@ -47,7 +49,23 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("/cache/purge", s.purgeCache)
-	return mux
+	return s.adminBrowsers(mux)
+}
+
+// adminBrowsers refuses what a web page could make a browser send to the
+// admin listener (a cross-site POST /cache/purge, a DNS-rebinding name
+// reading /readyz): the admin listener has no callers file, so on
+// loopback its Host must name this machine.
+func (s *Server) adminBrowsers(next http.Handler) http.Handler {
+	b := callers.Browsers{Origins: s.cfg.AllowedOrigins, Hosts: s.cfg.AllowedHosts,
+		CheckHost: config.LoopbackAddress(s.cfg.AdminListen)}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if no := b.Check(r); no != nil {
+			s.adminError(w, r, no.Status, no.Code, no.Message, "admin")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

@@ -94,6 +94,7 @@ func BenchmarkSearchHandler(b *testing.B) {
 		// measures the route, not building requests.
 		req := httptest.NewRequest(http.MethodGet,
 			"/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Blimit%5D=32", nil)
+		req.Host = "127.0.0.1:8080" // the route's loopback listener takes only local names
 		w := &discardWriter{h: make(http.Header)}
 		serve := func() int {
 			clear(w.h)
@@ -132,7 +133,9 @@ func TestCacheHit_WritesTheStoredBodyWithoutACopy(t *testing.T) {
 	// A request each: the route adds X-Product to the request it serves,
 	// which would make a reused one another search.
 	newRequest := func() *http.Request {
-		return httptest.NewRequest(http.MethodGet, "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat", nil)
+		r := httptest.NewRequest(http.MethodGet, "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat", nil)
+		r.Host = "127.0.0.1:8080"
+		return r
 	}
 	serveRequest := func(r *http.Request) *writeRecorder {
 		w := &writeRecorder{discardWriter: discardWriter{h: make(http.Header)}}

@@ -61,7 +61,7 @@ func TestServer_CachePurgeEndpoint(t *testing.T) {
 	stock := newCacheFixture(t, nil, nil)
 	aem := newCacheFixture(t, nil, func(rc *config.Route) { rc.Name, rc.Type = "aem", config.TypeAEM })
 	var logs testutil.Buffer
-	s := &Server{metrics: metrics.New(), routes: []*routeState{stock.state(), aem.state()},
+	s := &Server{cfg: &config.Config{}, metrics: metrics.New(), routes: []*routeState{stock.state(), aem.state()},
 		log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	admin := httptest.NewServer(s.adminHandler())
 	t.Cleanup(admin.Close)

@@ -26,7 +26,11 @@ func guardedRoute(t *testing.T, up http.Handler, opts RouteOptions, mutate func(
 	if mutate != nil {
 		mutate(rc)
 	}
-	front := httptest.NewServer(NewRoute(rc, staticTokens{}, opts))
+	var src tokens.TokenSource = staticTokens{}
+	if opts.Tokens != nil {
+		src = opts.Tokens
+	}
+	front := httptest.NewServer(NewRoute(rc, src, opts))
 	t.Cleanup(front.Close)
 	return front
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/fleet"
+	"github.com/imsproxy/imsproxy/proxy/inflight"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/proxy/stock"
@@ -75,15 +76,22 @@ type routeParts struct {
 	tokens   tokens.TokenSource // nil (a nil interface) for AUTH=none
 	upstream http.RoundTripper  // to the upstream, IMS and the download host
 	callers  *callers.File      // nil: anyone may call
+	browsers callers.Browsers   // the allowed origins and hosts; CheckHost is the route's
 	audit    *audit.Log         // nil: no audit log
+	inflight *inflight.Limiter  // nil: no bound across requests
 	fleet    *fleet.Route       // nil: not in fleet mode
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	// tokenWait is IMSPROXY_TOKEN_WAIT: how long a request may wait for
+	// a token, which a license's reservation must outlast.
+	tokenWait time.Duration
 }
 
 func (s *Server) parts() routeParts {
-	return routeParts{callers: s.callers, audit: s.audit, metrics: s.metrics, log: s.log, now: s.now}
+	return routeParts{callers: s.callers, audit: s.audit, inflight: s.inflight, metrics: s.metrics, log: s.log, now: s.now,
+		browsers:  callers.Browsers{Origins: s.cfg.AllowedOrigins, Hosts: s.cfg.AllowedHosts},
+		tokenWait: s.cfg.TokenWait}
 }
 
 // buildRoute returns the handler of route rc and its search cache (nil
@@ -91,12 +99,19 @@ func (s *Server) parts() routeParts {
 // chain top to bottom:
 //
 //	route.New        the skeleton: request id, log fields, panics, metrics
-//	callers.Check    no forward proxying; who may call; the body limit
+//	callers.Check    no forward proxying, TRACE or cross-site browser
+//	                 requests; who may call; the body limit
 //	policy.Handler   stock: licensing guards and audit, downloads
-//	searchCache      stock: searches answered from the cache
+//	searchCache      stock: searches answered from the cache, and in
+//	                 fleet mode from its shared level in Redis
 //	aemlinks         aem: AEM's links to itself rewritten to the route
 //	reverseProxy     forwards; the tokens.Transport under it adds the
 //	                 credentials after hop-by-hop headers are removed
+//
+// Fleet mode is no stage: its parts plug in behind the stages' seams (the
+// cache's Shared level, the policy's Budget and Trail). The memory of
+// answers held by the cache and the policy is bounded by one inflight
+// Limiter for every route.
 //
 // A new stage is a package under proxy/ with a func(next http.Handler)
 // http.Handler, placed here.
@@ -104,28 +119,40 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 	timed := observed{base: p.upstream, observe: p.metrics.UpstreamObserver(rc.Name)}
 	credentials := tokens.NewTransport(timed, p.tokens, rc.Credentials.ClientID)
 	count := p.metrics.Requests(rc.Name).Count
+	admit := callers.Options{File: p.callers, Browsers: p.browsers}
+	// Without a callers file nothing tells a caller from a web page that
+	// reached a loopback listener through DNS rebinding but the Host.
+	admit.Browsers.CheckHost = p.callers == nil && config.LoopbackAddress(rc.Listen)
 
 	switch rc.Type {
 	case config.TypeAEM:
+		var links aemlinks.Options
+		if p.inflight != nil {
+			links.Limiter = p.inflight
+		}
 		return route.New(rc, p.log, count,
-			callers.Check(p.callers, nil,
-				aemlinks.Rewrite(rc.Upstream, aemlinks.Options{})(
+			callers.Check(admit,
+				aemlinks.Rewrite(rc.Upstream, links)(
 					reverseProxy(rc.Upstream, credentials, "", p.log)))), nil
 	case config.TypeGeneric:
 		return route.New(rc, p.log, count,
-			callers.Check(p.callers, nil,
+			callers.Check(admit,
 				reverseProxy(rc.Upstream, credentials, "", p.log))), nil
 	}
 	var c *cache.Cache
 	if rc.Cache.Size > 0 {
 		c = cache.New(rc, p.now, p.log, p.metrics)
+		if p.inflight != nil {
+			c.SetLimiter(p.inflight)
+		}
 		if p.fleet != nil {
 			c.Share(p.fleet.Level2(func(reason string) { c.PurgeLocal(reason) }))
 		}
 	}
 	policy := stock.New(rc, stockOptions(rc, p, credentials, timed, c))
+	admit.Refused = policy.Refused
 	return route.New(rc, p.log, count,
-		callers.Check(p.callers, policy.Refused,
+		callers.Check(admit,
 			policy.Handler(
 				searchCache(c,
 					reverseProxy(rc.Upstream, credentials, rc.Product, p.log))))), c
@@ -135,6 +162,9 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 func (s *Server) newManager(rc *config.Route, src tokens.Source, topts tokens.Options) *tokens.Manager {
 	also := topts.OnExchange
 	topts.Kind = string(rc.Auth)
+	if topts.Wait == 0 {
+		topts.Wait = s.cfg.TokenWait
+	}
 	topts.Now = s.now
 	topts.Logger = s.log
 	topts.OnExchange = func(e tokens.Exchange) {
@@ -158,6 +188,9 @@ func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundT
 	if p.audit != nil {
 		opts.Audit = p.audit
 	}
+	if p.inflight != nil {
+		opts.Limiter = p.inflight
+	}
 	limit := 0
 	if rc.AllowLicense {
 		limit = rc.LicenseDailyLimit
@@ -166,7 +199,7 @@ func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundT
 	switch {
 	case p.fleet != nil:
 		// Every attempt goes to the fleet's audit trail, limit or not.
-		b := p.fleet.Budget(limit, fleet.Lease(rc.Timeout))
+		b := p.fleet.Budget(limit, fleet.Lease(rc.Timeout, p.tokenWait))
 		opts.Budget, opts.Trail, remaining = b, p.fleet.Trail(), b.Remaining
 	case limit > 0:
 		b := stock.NewDailyLimit(limit, p.now, p.audit.LicensesOn(audit.UTCDay(p.now()), rc.Name))

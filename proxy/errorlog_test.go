@@ -147,6 +147,7 @@ func TestRoute_OneLogLinePerProxyError(t *testing.T) {
 					body = strings.NewReader(tt.body)
 				}
 				req := httptest.NewRequest(method, target, body)
+				req.Host = "127.0.0.1:8080" // a loopback listener answers local names only
 				req.Header.Set("Authorization", "Bearer "+callerSecret)
 				req.Header.Set(route.RequestIDHeader, id)
 				for i := 0; i+1 < len(tt.header); i += 2 {

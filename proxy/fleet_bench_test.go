@@ -75,7 +75,9 @@ func benchStockRoute(b testing.TB, upstream string, size int, f *fleet.Client) *
 }
 
 func searchRequest(i int) *http.Request {
-	return httptest.NewRequest(http.MethodGet, "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Boffset%5D="+strconv.Itoa(i), nil)
+	r := httptest.NewRequest(http.MethodGet, "/Rest/Media/1/Search/Files?search_parameters%5Bwords%5D=cat&search_parameters%5Boffset%5D="+strconv.Itoa(i), nil)
+	r.Host = "127.0.0.1:8080" // the route's loopback listener takes only local names
+	return r
 }
 
 // cpuTime is the CPU time this process has used.

@@ -22,10 +22,10 @@ func TestServer_RefusesOversizedHeaders(t *testing.T) {
 	srv, _, _ := startServer(t, rc, Options{})
 	addr := srv.Addr("stock")
 	big := strings.Repeat("a", 80<<10)
-	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: h\r\nX-Big: "+big+"\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 431") {
+	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "+big+"\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 431") {
 		t.Fatalf("80 KiB of headers: %q, want 431", got)
 	}
-	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: h\r\nX-Small: a\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+	if got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Small: a\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
 		t.Fatalf("small headers: %q", got)
 	}
 	h := srv.httpServer(http.NotFoundHandler())
@@ -46,8 +46,8 @@ func TestServer_HangsUpOnSlowAndIdleClients(t *testing.T) {
 	addr := srv.Addr("stock")
 
 	tests := []struct{ name, request, wantFirst string }{
-		{"headers never finished", "GET /x HTTP/1.1\r\nHost: h\r\nX-Slow: a", ""},
-		{"idle after an answer", "GET /x HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 200"},
+		{"headers never finished", "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a", ""},
+		{"idle after an answer", "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "HTTP/1.1 200"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/fleet"
+	"github.com/imsproxy/imsproxy/proxy/inflight"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/tokens"
 )
@@ -27,6 +28,11 @@ type RouteOptions struct {
 	Audit     *audit.Log        // nil = no audit log
 	Now       func() time.Time  // nil = time.Now
 	Fleet     *fleet.Route      // nil = not in fleet mode
+	Origins   []string          // IMSPROXY_ALLOWED_ORIGINS
+	Hosts     []string          // IMSPROXY_ALLOWED_HOSTS
+	Inflight  *inflight.Limiter // nil = no bound across requests
+	// Tokens replaces guardedRoute's static token.
+	Tokens tokens.TokenSource
 }
 
 // testRoute is a route built exactly as the server builds one (buildRoute),
@@ -39,7 +45,8 @@ type testRoute struct {
 // NewRoute builds route cfg with tokens from src (nil: none).
 func NewRoute(cfg *config.Route, src tokens.TokenSource, opts RouteOptions) *testRoute {
 	p := routeParts{tokens: src, upstream: opts.Transport, callers: opts.Callers, audit: opts.Audit,
-		metrics: opts.Metrics, log: opts.Logger, now: opts.Now, fleet: opts.Fleet}
+		metrics: opts.Metrics, log: opts.Logger, now: opts.Now, inflight: opts.Inflight, fleet: opts.Fleet,
+		browsers: callers.Browsers{Origins: opts.Origins, Hosts: opts.Hosts}}
 	if p.upstream == nil {
 		p.upstream = NewTransport(cfg)
 	}

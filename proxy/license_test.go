@@ -37,6 +37,9 @@ type fakeStock struct {
 	gzip      bool // answer licenses gzip-encoded when the caller accepts it
 	escaped   bool // write URLs with escaped slashes, as PHP does
 	searchErr int  // status for Search/Files; 0 = 200
+	// sold, when set, answers a license once it is counted (sold): a
+	// late answer, an error, no answer at all.
+	sold func(w http.ResponseWriter, r *http.Request)
 
 	searches atomic.Int64
 	licenses atomic.Int64
@@ -65,33 +68,44 @@ func (s *fakeStock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"nb_results": len(files), "files": files})
 	case "/Rest/Libraries/1/Content/License":
 		s.licenses.Add(1)
-		id := q.Get("content_id")
-		state := s.states[id]
-		if state == "" {
-			state = "just_purchased"
-		}
-		url := s.download + "/Rest/Libraries/Download/" + id + "/1"
-		body := fmt.Sprintf(`{"contents":{%q:{"content_id":%q,"purchase_details":{"state":%q,"url":%q}}},"member":{"member_id":1}}`, id, id, state, url)
-		if s.escaped {
-			body = strings.ReplaceAll(body, "/", `\/`)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("ETag", `"v1"`)
-		if s.gzip && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-			var buf bytes.Buffer
-			zw := gzip.NewWriter(&buf)
-			_, _ = io.WriteString(zw, body)
-			_ = zw.Close()
-			w.Header().Set("Content-Encoding", "gzip")
-			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-			_, _ = w.Write(buf.Bytes())
+		if s.sold != nil {
+			s.sold(w, r)
 			return
 		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		_, _ = io.WriteString(w, body)
+		s.answerLicense(w, r)
 	default:
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}
+}
+
+// answerLicense is Stock's answer to a license: the state of content_id
+// from states, just_purchased by default.
+func (s *fakeStock) answerLicense(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("content_id")
+	state := s.states[id]
+	if state == "" {
+		state = "just_purchased"
+	}
+	url := s.download + "/Rest/Libraries/Download/" + id + "/1"
+	body := fmt.Sprintf(`{"contents":{%q:{"content_id":%q,"purchase_details":{"state":%q,"url":%q}}},"member":{"member_id":1}}`, id, id, state, url)
+	if s.escaped {
+		body = strings.ReplaceAll(body, "/", `\/`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("ETag", `"v1"`)
+	if s.gzip && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = io.WriteString(zw, body)
+		_ = zw.Close()
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+		_, _ = w.Write(buf.Bytes())
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = io.WriteString(w, body)
 }
 
 // licensingRoute is a stock route in front of a fakeStock.
@@ -143,9 +157,17 @@ func (lr *licensingRoute) get(t *testing.T, pathAndQuery string, headers ...stri
 	return resp
 }
 
+// auditLines are the audit log's lines but the attempt lines written
+// before each license is forwarded: one line per licensing call.
 func (lr *licensingRoute) auditLines(t *testing.T) []audit.Record {
 	t.Helper()
-	return readAudit(t, lr.audit)
+	var out []audit.Record
+	for _, rec := range readAudit(t, lr.audit) {
+		if rec.Outcome != audit.OutcomeAttempt {
+			out = append(out, rec)
+		}
+	}
+	return out
 }
 
 func readAudit(t *testing.T, path string) []audit.Record {
@@ -245,12 +267,16 @@ func TestRoute_LicenseAllowedRewritesURLAndAudits(t *testing.T) {
 			if !strings.Contains(text, `"`+want+`"`) || strings.Contains(text, "stock.adobe.com") {
 				t.Fatalf("answer %s: want the download URL rewritten to %s", body, want)
 			}
-			lines := lr.auditLines(t)
-			if len(lines) != 1 {
-				t.Fatalf("%d audit lines", len(lines))
+			lines := readAudit(t, lr.audit)
+			if len(lines) != 2 {
+				t.Fatalf("%d audit lines, want the attempt and its outcome", len(lines))
 			}
-			if l := lines[0]; l.Outcome != audit.OutcomeLicensed || l.UpstreamStatus != 200 || l.Status != 200 ||
-				l.RequestID != "lic-1" || l.PurchaseState != "just_purchased" || l.Editorial != "no" || l.Remote != "127.0.0.1" {
+			if l := lines[0]; l.Outcome != audit.OutcomeAttempt || l.Attempt == "" || l.ContentID != "42" || l.Status != 0 {
+				t.Fatalf("attempt line %+v", l)
+			}
+			if l := lines[1]; l.Outcome != audit.OutcomeLicensed || l.UpstreamStatus != 200 || l.Status != 200 ||
+				l.RequestID != "lic-1" || l.PurchaseState != "just_purchased" || l.Editorial != "no" || l.Remote != "127.0.0.1" ||
+				l.Attempt != lines[0].Attempt {
 				t.Fatalf("audit line %+v", l)
 			}
 		})

@@ -106,6 +106,7 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 			}
 			for range reps {
 				req := httptest.NewRequest(method, target, nil)
+				req.Host = "127.0.0.1:8080" // a loopback listener answers local names only
 				req.Header.Set("X-Api-Key", random("key-"))
 				req.Header.Set("Authorization", "Bearer "+random("bearer-"))
 				req.Header.Set("X-Test-Status", strconv.Itoa(statuses[i/len(routes)%len(statuses)]))
@@ -136,7 +137,7 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 		"code":    {"1xx", "2xx", "3xx", "4xx", "5xx", "other"},
 		"cache":   {"hit", "miss", "bypass", "stale", "none"},
 		"auth":    {"oauth", "jwt", "token", "none"},
-		"outcome": {"success", "failure", audit.OutcomeLicensed, audit.OutcomeAlreadyLicensed, audit.OutcomeNotPossible, audit.OutcomeFailed, audit.OutcomeBadRequest, audit.OutcomeEditorialCheck, route.CodeUnauthorizedCaller, route.CodeForbidden, route.CodeBodyTooLarge, route.CodeLicensingDisabled, route.CodeLicenseLimitReached, route.CodeEditorialUseOnly},
+		"outcome": {"success", "failure", audit.OutcomeLicensed, audit.OutcomeAlreadyLicensed, audit.OutcomeNotPossible, audit.OutcomeFailed, audit.OutcomeBadRequest, audit.OutcomeEditorialCheck, route.CodeUnauthorizedCaller, route.CodeForbidden, route.CodeBodyTooLarge, route.CodeLicensingDisabled, route.CodeLicenseLimitReached, route.CodeEditorialUseOnly, audit.OutcomeUnknown, route.CodeMethodNotAllowed, route.CodeCrossSiteRequest, route.CodeHostNotAllowed, route.CodeAuditUnavailable},
 		"error":   append(imsErrorCodes, ""),
 	}
 	families := testutil.Families(t, m.Handler())

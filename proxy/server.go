@@ -21,6 +21,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/fleet"
+	"github.com/imsproxy/imsproxy/proxy/inflight"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
@@ -39,6 +40,9 @@ type Server struct {
 	callers *callers.File // nil without IMSPROXY_CALLERS_FILE
 	audit   *audit.Log    // nil without IMSPROXY_AUDIT_LOG
 	fleet   *fleet.Client // nil without IMSPROXY_REDIS_URL
+	// inflight bounds what all routes hold for answers being cached or
+	// rewritten (IMSPROXY_MAX_INFLIGHT_BYTES).
+	inflight *inflight.Limiter
 
 	listeners []net.Listener // routes in order, then admin
 
@@ -88,6 +92,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.rotator = tokens.NewRotator(s.log, s.now)
+	if cfg.MaxInflightBytes > 0 {
+		s.inflight = inflight.New(cfg.MaxInflightBytes)
+	}
 	if cfg.CallersFile != "" {
 		s.callers = callers.NewFile(cfg.CallersFile, cfg.RouteNames(), cfg.Callers, s.log)
 	}

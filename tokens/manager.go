@@ -19,6 +19,7 @@ const (
 	DefaultMaxBackoff    = 60 * time.Second
 	DefaultForceInterval = 10 * time.Second
 	DefaultFetchTimeout  = 30 * time.Second
+	DefaultWait          = 5 * time.Second
 )
 
 // Options tunes a Manager. The zero value is the production behaviour.
@@ -34,6 +35,9 @@ type Options struct {
 	MaxBackoff    time.Duration // cap of the exponential backoff
 	ForceInterval time.Duration // at most one forced refresh per interval
 	FetchTimeout  time.Duration // bound on one exchange
+	// Wait bounds how long Token waits for an exchange when no token is
+	// valid: the exchange goes on, but the request is answered.
+	Wait time.Duration
 }
 
 // Exchange describes one completed call to a Source.
@@ -116,6 +120,9 @@ func NewManager(route string, src Source, opts Options) *Manager {
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
 	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultWait
+	}
 	m := &Manager{
 		route: route,
 		opts:  opts,
@@ -137,7 +144,9 @@ func NewManager(route string, src Source, opts Options) *Manager {
 // once without locking or allocating; otherwise it joins the one exchange in
 // flight (or starts it). While IMS is failing and no valid token remains it
 // returns an *UnavailableError at once instead of hammering IMS: the
-// background loop owns the retries.
+// background loop owns the retries. It waits at most Options.Wait for an
+// exchange: an IMS that hangs does not hold every request for the whole
+// FetchTimeout.
 func (m *Manager) Token(ctx context.Context) (Token, error) {
 	now := m.now()
 	if t := m.current.Load(); t != nil && usable(t, now) {
@@ -150,12 +159,17 @@ func (m *Manager) Token(ctx context.Context) (Token, error) {
 		return Token{}, &UnavailableError{Route: m.route, RetryAfter: nextRetry.Sub(now), Err: lastErr}
 	}
 	ch := m.group.DoChan("refresh", m.refresh)
+	wait := time.NewTimer(m.opts.Wait)
+	defer wait.Stop()
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return Token{}, r.Err
 		}
 		return r.Val.(Token), nil
+	case <-wait.C:
+		return Token{}, &UnavailableError{Route: m.route, RetryAfter: time.Second, Err: &IMSError{
+			Code: CodeUnreachable, Err: fmt.Errorf("no answer within %v; the exchange goes on", m.opts.Wait)}}
 	case <-ctx.Done():
 		return Token{}, ctx.Err()
 	}

@@ -386,3 +386,26 @@ func TestManager_ExchangeEndsWithRun(t *testing.T) {
 		t.Fatal("the exchange outlived the Manager's context")
 	}
 }
+
+// With no valid token and an IMS that does not answer, a request waits
+// Options.Wait, not the exchange's whole FetchTimeout, and learns that
+// there is no token; the exchange goes on and serves the next request.
+func TestManager_TokenWaitsAtMostWait(t *testing.T) {
+	src := &fakeSource{now: time.Now, lifetime: time.Hour, started: make(chan struct{}, 1), release: make(chan struct{})}
+	m := NewManager("stock", src, Options{FetchTimeout: time.Hour, Wait: 50 * time.Millisecond})
+	start := time.Now()
+	_, err := m.Token(context.Background())
+	var unavailable *UnavailableError
+	if !errors.As(err, &unavailable) || ErrorCode(err) != CodeUnreachable || unavailable.RetryAfter <= 0 {
+		t.Fatalf("Token = %v, want an *UnavailableError saying IMS did not answer, with a Retry-After", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("Token waited %v for a hanging IMS, want about 50ms", waited)
+	}
+	<-src.started
+	close(src.release) // IMS answers at last
+	testutil.WaitFor(t, "the exchange to finish", func() bool { return m.Status().Ready })
+	if _, err := m.Token(context.Background()); err != nil || src.calls.Load() != 1 {
+		t.Fatalf("after the exchange: %v, %d exchanges; want the token of the one exchange", err, src.calls.Load())
+	}
+}

@@ -24,7 +24,7 @@ var controlEndpoints = []string{
 	"POST /_fake/stats/reset                           clear counters and the request record",
 	"GET /_fake/requests?n=N                           the last N requests (RequestRecord)",
 	"GET /_fake/faults                                 faults per service",
-	"POST /_fake/faults/{service}                      merge {down,latency,error_every,error_rate,error_status,header,pad_to}; service: ims|stock|download|cdn|aem|all",
+	"POST /_fake/faults/{service}                      merge {down,latency,answer_latency,echo_trace,error_every,error_rate,error_status,header,pad_to}; service: ims|stock|download|cdn|aem|all",
 	"GET|POST /_fake/token-lifetime                    {\"lifetime\":\"3s\"}",
 	"POST /_fake/revoke                                revoke tokens: {} all, {\"client_id\":\"...\"} one client's, {\"token\":\"...\"} one",
 	"POST /_fake/tokens/inspect                        {\"token\":\"...\"} → TokenInfo",

@@ -2,7 +2,9 @@ package fakeadobe
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -203,5 +205,51 @@ func TestFaults_HeaderAndPadding(t *testing.T) {
 	}
 	if resp, _ := e.get("/api/assets.json", nil); resp.Header.Get("Cache-Control") != "" {
 		t.Errorf("AEM answer got Stock's header")
+	}
+}
+
+// AnswerLatency delays the answer after the work: a license is sold even
+// when the client gives up before its answer, as with Stock.
+func TestFaults_AnswerLatencySellsBeforeAnswering(t *testing.T) {
+	e := newEnv(t, Options{})
+	tok := e.token(e.creds)
+	a := e.findAsset(isPhoto)
+	e.srv.SetFaults(ServiceStock, Faults{AnswerLatency: Duration(time.Hour)})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/Rest/Libraries/1/Content/License?content_id=%d&license=Standard", e.base, a.ID), nil)
+	for k, v := range stockHeaders(e.creds, tok) {
+		req.Header.Set(k, v)
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d within the client's 100ms", resp.StatusCode)
+	}
+	// The request may reach the emulator after the client gave up on it.
+	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().Licenses != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d licenses sold, want 1: the work is done before the answer is late", e.srv.Stats().Licenses)
+		}
+	}
+	if ls := e.srv.Licenses(e.creds.OrgID); len(ls) != 1 || ls[0].AssetID != a.ID {
+		t.Fatalf("licenses %+v", ls)
+	}
+}
+
+// EchoTrace answers TRACE with the request as received, credentials and
+// all, as Apache's TraceEnable On does.
+func TestFaults_EchoTrace(t *testing.T) {
+	e := newEnv(t, Options{})
+	trace := func() (*http.Response, []byte) {
+		return e.do(http.MethodTrace, "/api/assets.json", map[string]string{"Authorization": "Bearer secret-token-1"}, nil)
+	}
+	if resp, body := trace(); bytes.Contains(body, []byte("secret-token-1")) {
+		t.Fatalf("TRACE echoed without the fault: %d %s", resp.StatusCode, body)
+	}
+	e.srv.SetFaults(ServiceAEM, Faults{EchoTrace: true})
+	resp, body := trace()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "message/http" ||
+		!bytes.HasPrefix(body, []byte("TRACE /api/assets.json HTTP/1.1\r\n")) || !bytes.Contains(body, []byte("Authorization: Bearer secret-token-1\r\n")) {
+		t.Fatalf("%d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }

@@ -2,6 +2,7 @@ package fakeadobe
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -55,8 +56,18 @@ func serviceOf(path string) Service {
 type Faults struct {
 	// Down makes every request fail with 503 (an outage).
 	Down bool `json:"down"`
-	// Latency delays every answer.
+	// Latency delays every answer, before the service does anything: a
+	// caller that gives up meanwhile changes nothing (IMS that hangs).
 	Latency Duration `json:"latency"`
+	// AnswerLatency delays every answer after the service has done its
+	// work: a license is sold, then its answer is late, as when Stock
+	// commits a purchase before the answer crosses the internet. A caller
+	// that gives up meanwhile does not undo it.
+	AnswerLatency Duration `json:"answer_latency,omitempty"`
+	// EchoTrace answers TRACE (and TRACK) with the request as received,
+	// headers and all, as Apache httpd does by default (TraceEnable On):
+	// an AEM 6.5 dispatcher in front of AEM, for instance.
+	EchoTrace bool `json:"echo_trace,omitempty"`
 	// ErrorEvery makes every Nth request fail (deterministic); 0 = never.
 	ErrorEvery int `json:"error_every"`
 	// ErrorRate makes a request fail with this probability, drawn from
@@ -132,11 +143,13 @@ func (f Faults) clone() Faults {
 }
 
 type faultDecision struct {
-	delay  time.Duration
-	fail   int // status, 0 = none
-	down   bool
-	header map[string]string // read only
-	padTo  int
+	delay     time.Duration
+	late      time.Duration // AnswerLatency
+	echoTrace bool
+	fail      int // status, 0 = none
+	down      bool
+	header    map[string]string // read only
+	padTo     int
 }
 
 func (fs *faultSet) decide(svc Service) faultDecision {
@@ -147,7 +160,8 @@ func (fs *faultSet) decide(svc Service) faultDecision {
 		return faultDecision{}
 	}
 	fs.count[svc]++
-	d := faultDecision{delay: time.Duration(f.Latency), header: f.Header, padTo: f.PadTo}
+	d := faultDecision{delay: time.Duration(f.Latency), late: time.Duration(f.AnswerLatency), echoTrace: f.EchoTrace,
+		header: f.Header, padTo: f.PadTo}
 	status := f.ErrorStatus
 	if status == 0 {
 		status = http.StatusServiceUnavailable
@@ -245,6 +259,59 @@ func writeInjectedFailure(w http.ResponseWriter, svc Service, status int, down b
 	default:
 		http.Error(w, http.StatusText(status), status)
 	}
+}
+
+// lateWriter holds the answer back by delay once the service starts to
+// write it (AnswerLatency): whatever the service did is done, whether or
+// not the client is still there when the answer leaves.
+type lateWriter struct {
+	http.ResponseWriter
+	delay  time.Duration
+	gone   <-chan struct{} // the client went away: stop waiting
+	waited bool
+}
+
+func (l *lateWriter) wait() {
+	if l.waited {
+		return
+	}
+	l.waited = true
+	t := time.NewTimer(l.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.gone:
+	}
+}
+
+func (l *lateWriter) WriteHeader(code int) {
+	if code >= 200 {
+		l.wait()
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *lateWriter) Write(b []byte) (int, error) {
+	l.wait()
+	return l.ResponseWriter.Write(b)
+}
+
+// finish holds back an answer that wrote nothing at all.
+func (l *lateWriter) finish() { l.wait() }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (l *lateWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// echoTrace answers a TRACE as Apache httpd does with TraceEnable On: 200,
+// message/http, the request line and headers as received.
+func echoTrace(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	b.WriteString(r.Method + " " + r.RequestURI + " " + r.Proto + "\r\n")
+	b.WriteString("Host: " + r.Host + "\r\n")
+	_ = r.Header.Write(&b)
+	b.WriteString("\r\n")
+	w.Header().Set("Content-Type", "message/http")
+	_, _ = io.WriteString(w, b.String())
 }
 
 // padWriter pads a JSON answer with trailing spaces to Faults.PadTo bytes

@@ -248,6 +248,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		defer pw.finish()
 		out = pw
 	}
+	if f.late > 0 {
+		lw := &lateWriter{ResponseWriter: out, delay: f.late, gone: r.Context().Done()}
+		defer lw.finish()
+		out = lw
+	}
+	if f.echoTrace && (r.Method == http.MethodTrace || r.Method == "TRACK") {
+		echoTrace(out, r)
+		return
+	}
 	if f.delay > 0 || f.fail != 0 {
 		if f.delay > 0 {
 			t := time.NewTimer(f.delay)

@@ -3,12 +3,15 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 func TestAuditLog_DailyCountSurvivesRestart(t *testing.T) {
@@ -79,6 +82,115 @@ func TestScanLinesBackward(t *testing.T) {
 		if got[len(got)-1-i] != want[i] {
 			t.Fatalf("line %d = %q, want %q", i, got[len(got)-1-i], want[i])
 		}
+	}
+}
+
+// Licenses that may have been made count as well as those that were: an
+// unknown outcome, and an attempt whose outcome line never came (the
+// process stopped while Stock was asked). An attempt with its outcome
+// counts once, by the outcome.
+func TestAuditLog_CountsUnknownAndUnansweredAttempts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	now := time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	line := func(rec Record) {
+		b, _ := json.Marshal(rec)
+		buf.Write(append(b, '\n'))
+	}
+	line(Record{Time: now.Add(-20 * time.Hour), Route: "stock", Outcome: OutcomeAttempt, Attempt: "y1"}) // yesterday's
+	at := now.Add(-time.Hour)
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeAttempt, Attempt: "a1"})
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeLicensed, Attempt: "a1"})
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeAttempt, Attempt: "a2"})
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeFailed, Attempt: "a2"}) // Stock refused: not counted
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeAttempt, Attempt: "a3"})
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeUnknown, Attempt: "a3"})
+	line(Record{Time: at, Route: "stock", Outcome: OutcomeAttempt, Attempt: "a4"}) // no outcome: the process died
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.Buffer
+	a, err := Open(path, now, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if got := a.LicensesOn(UTCDay(now), "stock"); got != 3 {
+		t.Errorf("%d licenses counted, want 3 (licensed, unknown, attempt without outcome)", got)
+	}
+	if !strings.Contains(logs.String(), `"licenses":1`) {
+		t.Errorf("the attempt without outcome is not reported at start: %s", logs.String())
+	}
+}
+
+// A log file deleted, renamed away (rotation) or truncated while the proxy
+// runs is noticed at the next line and reopened at its path, starting
+// with the day's count so far: a restart still counts every license.
+func TestAuditLog_ReopensAFileGoneAndKeepsTheDaysCount(t *testing.T) {
+	now := time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC)
+	for name, lose := range map[string]func(path string) error{
+		"deleted":   os.Remove,
+		"rotated":   func(p string) error { return os.Rename(p, p+".1") },
+		"truncated": func(p string) error { return os.Truncate(p, 0) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			a, err := Open(path, now, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write := func(outcome string) {
+				t.Helper()
+				if err := a.Write(Record{Time: now, Route: "stock", Outcome: outcome}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(OutcomeLicensed)
+			write(OutcomeUnknown)
+			write(OutcomeFailed)
+			if err := lose(path); err != nil {
+				t.Fatal(err)
+			}
+			write(OutcomeLicensed)
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("the log was not recreated at its path: %v", err)
+			}
+			if !strings.Contains(string(data), `"outcome":"log_reopened"`) || !strings.Contains(string(data), `"day_licenses":2`) {
+				t.Errorf("the reopened file does not carry the day's count over:\n%s", data)
+			}
+			again, err := Open(path, now.Add(time.Minute), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			if got := again.LicensesOn(UTCDay(now), "stock"); got != 3 {
+				t.Errorf("after a restart: %d licenses today, want 3", got)
+			}
+		})
+	}
+}
+
+// A write that fails (a full disk) is an error the caller sees, so that a
+// license is not requested without its line.
+func TestAuditLog_WriteOnAFullDiskFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	var logs testutil.Buffer
+	a, err := Open("/dev/full", time.Now(), slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Write(Record{Time: time.Now(), Route: "stock", Outcome: OutcomeAttempt}); err == nil {
+		t.Fatal("a line written to a full disk reported no error")
+	}
+	if !strings.Contains(logs.String(), "audit log write failed") {
+		t.Errorf("the failure is not logged: %s", logs.String())
 	}
 }
 

@@ -65,6 +65,7 @@ type Cache struct {
 	log      *slog.Logger
 	counts   *metrics.Cache // nil: none recorded
 	shared   Shared         // the fleet's second level; nil: none
+	limiter  Limiter        // nil: no bound beyond maxBytes (SetLimiter)
 
 	flights flights
 	gunzips sync.Pool // *gzip.Reader, for callers that do not accept gzip
@@ -92,6 +93,7 @@ type entry struct {
 	plainLength []string
 	stored      time.Time
 	size        int64 // counted toward CACHE_MAX_BYTES
+	pin         pin   // who holds the body (pin.go)
 }
 
 // New returns the search cache of stock route rc (CACHE_SIZE > 0) on the
@@ -116,7 +118,10 @@ func New(rc *config.Route, now func() time.Time, log *slog.Logger, m *metrics.Me
 	}
 	// The size passed to simplelru is never reached by Add: add makes room
 	// first, so that every removal is counted where it happens.
-	c.lru, _ = simplelru.NewLRU(c.size, func(_ uint64, e *entry) { c.bytes -= e.size })
+	c.lru, _ = simplelru.NewLRU(c.size, func(_ uint64, e *entry) {
+		c.bytes -= e.size
+		e.pin.add(-inCache) // a caller still being written to keeps it charged
+	})
 	if m != nil {
 		c.counts = m.Cache(rc.Name, func() float64 { return float64(c.Len()) }, func() float64 { return float64(c.Bytes()) })
 	}
@@ -165,8 +170,9 @@ func (c *Cache) generation() uint64 {
 	return c.gen
 }
 
-// fresh returns the entry for key if it is within its TTL. An entry past
-// its stale-if-error window is removed on the way.
+// fresh returns the entry for key if it is within its TTL, acquired for
+// a write (release it after). An entry past its stale-if-error window is
+// removed on the way.
 func (c *Cache) fresh(key []byte) *entry {
 	h := maphash.Bytes(c.seed, key)
 	now := c.now()
@@ -178,6 +184,7 @@ func (c *Cache) fresh(key []byte) *entry {
 	}
 	age := now.Sub(e.stored)
 	if age < c.ttl {
+		e.pin.acquire() // under the lock: the entry cannot be evicted first
 		c.mu.Unlock()
 		return e
 	}
@@ -193,7 +200,8 @@ func (c *Cache) fresh(key []byte) *entry {
 }
 
 // staleEntry returns the entry for key if it may still be served when the
-// upstream fails: past its TTL by no more than StaleIfError.
+// upstream fails: past its TTL by no more than StaleIfError. It is
+// acquired for a write (release it after).
 func (c *Cache) staleEntry(key string) *entry {
 	if c.stale <= 0 {
 		return nil
@@ -205,37 +213,68 @@ func (c *Cache) staleEntry(key string) *entry {
 	if !ok || e.key != key || now.Sub(e.stored) >= c.ttl+c.stale {
 		return nil
 	}
+	e.pin.acquire()
 	return e
 }
 
 // add stores e unless the cache was purged since gen was read, and
-// reports whether it did. It makes room by removing long-dead entries,
-// then the least recently used ones.
+// reports whether it was not (the answer is current, whether stored or
+// not). It makes room by removing long-dead entries, then the least
+// recently used ones. An entry still being written to a caller is removed
+// only if the Limiter has room to count it; else e is not stored (it is
+// still served to those waiting for it), so that callers that do not read
+// cannot make the cache hand over more memory than the Limiter allows.
 func (c *Cache) add(e *entry, gen uint64) bool {
 	evicted := 0
 	c.mu.Lock()
-	if gen != c.gen {
+	defer func() {
 		c.mu.Unlock()
+		c.evicted(evicted)
+	}()
+	if gen != c.gen {
 		return false
 	}
 	h := maphash.String(c.seed, e.key)
-	c.lru.Remove(h) // a refresh replaces the old answer (or one whose key collides); not an eviction
+	// A refresh replaces the old answer (or one whose key collides); not
+	// an eviction.
+	if old, ok := c.lru.Peek(h); ok && !c.removeLocked(h, old) {
+		return true
+	}
 	for range sweepPerAdd {
-		_, old, ok := c.lru.GetOldest()
+		k, old, ok := c.lru.GetOldest()
 		if !ok || e.stored.Sub(old.stored) < c.ttl+c.stale {
 			break
 		}
-		c.lru.RemoveOldest()
+		if !c.removeLocked(k, old) {
+			return true
+		}
 		evicted++
 	}
 	for c.lru.Len() > 0 && (c.lru.Len() >= c.size || c.bytes+e.size > c.maxBytes) {
-		c.lru.RemoveOldest()
+		k, old, _ := c.lru.GetOldest()
+		if !c.removeLocked(k, old) {
+			return true
+		}
 		evicted++
 	}
 	c.lru.Add(h, e)
 	c.bytes += e.size
-	c.mu.Unlock()
-	c.evicted(evicted)
+	e.pin.add(inCache)
+	return true
+}
+
+// removeLocked removes old, under key k, unless it is being written to a
+// caller and the Limiter has no room to count it once out of the cache.
+func (c *Cache) removeLocked(k uint64, old *entry) bool {
+	// Writers acquire under c.mu: the count can only fall meanwhile.
+	held := c.limiter != nil && old.pin.state.Load()&(inCache-1) > 0
+	if held && !c.limiter.Reserve(old.pin.size) {
+		return false
+	}
+	c.lru.Remove(k) // charges the entry if it is still held
+	if held {
+		c.limiter.Release(old.pin.size)
+	}
 	return true
 }
 
@@ -283,6 +322,10 @@ func (c *Cache) newEntry(key string, f *fetched, stored time.Time) *entry {
 	if e.size > c.maxBytes {
 		return nil
 	}
+	// Held by the fetch that made it until it is stored: charged to the
+	// Limiter meanwhile, like the capture it comes from.
+	e.pin.size, e.pin.lim = cap(body), c.limiter
+	e.pin.acquire()
 	return e
 }
 

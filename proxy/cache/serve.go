@@ -52,7 +52,7 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 	if !refresh {
 		if e := c.fresh(kb); e != nil {
 			c.count(true)
-			c.write(w, r, e, xCacheHit)
+			c.serveEntry(w, r, e, xCacheHit)
 			return
 		}
 	}
@@ -76,6 +76,10 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 	if !early {
 		c.count(f.shared)
 	}
+	if !led {
+		f.acquire() // the leader holds the answer from its fetch
+	}
+	defer f.release()
 	switch {
 	case f.entry != nil && f.shared:
 		c.write(w, r, f.entry, xCacheHit)
@@ -98,15 +102,23 @@ func (s *stage) serveSearch(w http.ResponseWriter, r *http.Request) {
 // found by the lookup before the fetch).
 func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, key string, shared *entry) bool {
 	e := c.staleEntry(key)
-	if e == nil {
+	if e == nil && shared != nil {
+		shared.pin.acquire()
 		e = shared
 	}
 	if e == nil {
 		return false
 	}
 	c.count(true)
-	c.write(w, r, e, xCacheStale)
+	c.serveEntry(w, r, e, xCacheStale)
 	return true
+}
+
+// serveEntry answers from e, acquired by fresh or staleEntry, and
+// releases it once written.
+func (c *Cache) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, xcache []string) {
+	defer e.pin.release()
+	c.write(w, r, e, xcache)
 }
 
 func (c *Cache) count(hit bool) {
@@ -144,12 +156,42 @@ func (s *stage) sharedFetch(w http.ResponseWriter, r *http.Request, key string) 
 type fetched struct {
 	status  int
 	header  http.Header
-	body    []byte
+	body    []byte // nil once stored: entry holds the answer
 	entry   *entry // the answer as stored; nil when it may not be
 	shared  bool   // entry came from the shared level: a hit
 	stale   *entry // the shared level's expired entry, for stale-if-error
 	spilled bool   // over 1 MiB: streamed to the leader's caller alone
 	aborted bool   // no whole answer: the upstream broke off or the fetch ran out of time
+	// pin counts body, an answer shared with waiters without being
+	// stored, toward the Limiter while they write it; nil: not counted.
+	pin *pin
+}
+
+// acquire and release bracket a caller's write of the answer (and its
+// hold on the shared level's stale entry); the fetch made them acquired
+// for its leader.
+func (f *fetched) acquire() {
+	switch {
+	case f.entry != nil:
+		f.entry.pin.acquire()
+	case f.pin != nil:
+		f.pin.acquire()
+	}
+	if f.stale != nil {
+		f.stale.pin.acquire()
+	}
+}
+
+func (f *fetched) release() {
+	switch {
+	case f.entry != nil:
+		f.entry.pin.release()
+	case f.pin != nil:
+		f.pin.release()
+	}
+	if f.stale != nil {
+		f.stale.pin.release()
+	}
 }
 
 // failed: an answer stale-if-error replaces, including the
@@ -194,13 +236,17 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 	}
 	// Read after the lookup, which learns it, and before the fetch.
 	sharedGen := c.sharedGeneration()
-	capt := &capture{header: make(http.Header), leader: w}
+	capt := &capture{header: make(http.Header), leader: w, lim: c.limiter}
+	defer capt.release() // what was not handed on with the answer
 	f = &fetched{aborted: true, stale: stale}
 	defer func() {
 		// The reverse proxy aborts with ErrAbortHandler when the upstream
 		// breaks off mid-body. Until part of the answer went to the
 		// leader's caller, that only means there is no answer to share.
 		if v := recover(); v != nil && (v != http.ErrAbortHandler || capt.spilled) {
+			if stale != nil {
+				stale.pin.release() // the waiters get no answer, and no stale one
+			}
 			panic(v)
 		}
 	}()
@@ -216,7 +262,13 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 		if c.add(e, gen) { // not kept if purged meanwhile, but served to those waiting
 			c.storeShared(sharedGen, e)
 		}
-		f.entry = e
+		f.entry, f.body = e, nil
+	} else if capt.reserved > 0 && f.body != nil {
+		// Shared as it came: the capture's reservation goes with it,
+		// held by the leader.
+		f.pin = &pin{size: capt.reserved, lim: c.limiter}
+		f.pin.state.Store(1)
+		capt.reserved = 0
 	}
 	return f
 }
@@ -231,6 +283,9 @@ type capture struct {
 	body    []byte
 	leader  http.ResponseWriter
 	spilled bool
+
+	lim      Limiter // nil: none
+	reserved int     // bytes of body reserved from lim
 }
 
 func (c *capture) Header() http.Header {
@@ -246,7 +301,7 @@ func (c *capture) WriteHeader(code int) {
 	}
 	c.status = code
 	if n, err := strconv.ParseInt(c.header.Get("Content-Length"), 10, 64); err == nil {
-		if n > maxCachedBody {
+		if n > maxCachedBody || !c.reserve(int(n)) {
 			c.spill()
 		} else {
 			c.body = make([]byte, 0, n)
@@ -258,7 +313,7 @@ func (c *capture) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
-	if !c.spilled && len(c.body)+len(p) > maxCachedBody {
+	if need := len(c.body) + len(p); !c.spilled && (need > maxCachedBody || need > cap(c.body) && !c.grow(need)) {
 		c.spill()
 	}
 	if c.spilled {
@@ -266,6 +321,38 @@ func (c *capture) Write(p []byte) (int, error) {
 	}
 	c.body = append(c.body, p...)
 	return len(p), nil
+}
+
+// grow makes room for need bytes of body, reserved from the Limiter; when
+// there is none, the answer is streamed instead of stored.
+func (c *capture) grow(need int) bool {
+	size := min(max(need, 2*cap(c.body), 4<<10), maxCachedBody)
+	if !c.reserve(size - c.reserved) {
+		return false
+	}
+	body := make([]byte, len(c.body), size)
+	copy(body, c.body)
+	c.body = body
+	return true
+}
+
+func (c *capture) reserve(n int) bool {
+	if c.lim == nil || n <= 0 {
+		return true
+	}
+	if !c.lim.Reserve(n) {
+		return false
+	}
+	c.reserved += n
+	return true
+}
+
+// release gives back what the capture still holds reserved.
+func (c *capture) release() {
+	if c.reserved > 0 {
+		c.lim.Release(c.reserved)
+		c.reserved = 0
+	}
 }
 
 // Flush is called by the reverse proxy for answers of unknown length.
@@ -289,6 +376,7 @@ func (c *capture) spill() {
 		_, _ = c.leader.Write(c.body) // an error shows again on the next Write
 	}
 	c.body = nil
+	c.release()
 }
 
 // flights coalesces concurrent identical misses: the first

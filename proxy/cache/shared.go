@@ -23,8 +23,9 @@ type Shared interface {
 	// after it.
 	Generation() string
 	// Set stores value under key in generation gen for ttl, without
-	// making the caller wait.
-	Set(gen, key string, value []byte, ttl time.Duration)
+	// making the caller wait. done, when not nil, runs once value is no
+	// longer held (stored, or dropped).
+	Set(gen, key string, value []byte, ttl time.Duration, done func())
 	// Purge empties the level for every replica; each empties its own
 	// local level when it hears of it (PurgeLocal).
 	Purge(reason string)
@@ -39,7 +40,10 @@ func (c *Cache) Share(s Shared) { c.shared = s }
 func (c *Cache) PurgeLocal(reason string) int { return c.purgeLocal(reason) }
 
 // loadShared asks the shared level for key: a fresh entry, or one within
-// its stale-if-error window (stale true), or nil.
+// its stale-if-error window (stale true), or nil. The entry is acquired
+// for the fetch that asked, like one it made (newEntry): its bytes are
+// reserved from the Limiter until the local level holds it, and when the
+// Limiter has no room it is a miss.
 func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale bool) {
 	if c.shared == nil || !c.shared.Available() {
 		return nil, false
@@ -54,11 +58,17 @@ func (c *Cache) loadShared(ctx context.Context, key string) (e *entry, stale boo
 	}
 	switch age := c.now().Sub(e.stored); {
 	case age < c.ttl:
-		return e, false
 	case age < c.ttl+c.stale:
-		return e, true
+		stale = true
+	default:
+		return nil, false
 	}
-	return nil, false
+	e.pin.size, e.pin.lim = cap(b), c.limiter
+	if c.limiter != nil && !c.limiter.Reserve(e.pin.size) {
+		return nil, false
+	}
+	e.pin.state.Store(1) // held by the fetch, reserved: charged
+	return e, stale
 }
 
 // sharedGeneration is the shared level's generation before a fetch.
@@ -70,14 +80,27 @@ func (c *Cache) sharedGeneration() string {
 }
 
 // storeShared hands a fresh entry, fetched in generation gen, to the
-// shared level, to expire when its stale-if-error window ends.
+// shared level, to expire when its stale-if-error window ends. The copy
+// it encodes is held until Redis has it: reserved from the Limiter
+// meanwhile, and not made when there is no room (the next miss stores the
+// answer).
 func (c *Cache) storeShared(gen string, e *entry) {
 	if c.shared == nil || gen == "" || !c.shared.Available() {
 		return
 	}
-	if ttl := c.ttl + c.stale - c.now().Sub(e.stored); ttl > 0 {
-		c.shared.Set(gen, e.key, encodeEntry(e), ttl)
+	ttl := c.ttl + c.stale - c.now().Sub(e.stored)
+	if ttl <= 0 {
+		return
 	}
+	n := encodedSize(e)
+	var done func()
+	if l := c.limiter; l != nil {
+		if !l.Reserve(n) {
+			return
+		}
+		done = func() { l.Release(n) }
+	}
+	c.shared.Set(gen, e.key, encodeEntry(e), ttl, done)
 }
 
 // entryFormat starts an encoded entry; another value is a miss.
@@ -87,14 +110,7 @@ const entryFormat = 1
 // the key (compared when read: the shared level may index by a hash), the
 // decoded length of a gzip body, the header and the body.
 func encodeEntry(e *entry) []byte {
-	n := 32 + len(e.key) + len(e.body)
-	for _, f := range e.header {
-		n += 8 + len(f.name)
-		for _, v := range f.values {
-			n += 4 + len(v)
-		}
-	}
-	b := make([]byte, 0, n)
+	b := make([]byte, 0, encodedSize(e))
 	b = append(b, entryFormat)
 	b = binary.AppendVarint(b, e.stored.UnixNano())
 	b = appendString(b, e.key)
@@ -112,6 +128,18 @@ func encodeEntry(e *entry) []byte {
 		}
 	}
 	return append(b, e.body...)
+}
+
+// encodedSize is at least the length of e encoded.
+func encodedSize(e *entry) int {
+	n := 32 + len(e.key) + len(e.body)
+	for _, f := range e.header {
+		n += 8 + len(f.name)
+		for _, v := range f.values {
+			n += 4 + len(v)
+		}
+	}
+	return n
 }
 
 // decodeEntry reads what encodeEntry wrote for key; nil when b is not that.

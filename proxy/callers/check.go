@@ -16,26 +16,44 @@ import (
 // through it.
 type RefusedFunc func(r *http.Request, code string, status int)
 
-// Check returns the admission stage in front of next. file is nil when no
-// callers file is configured: anyone who reaches the listener may call.
-// refused may be nil.
-func Check(file *File, refused RefusedFunc, next http.Handler) http.Handler {
-	if refused == nil {
-		refused = func(*http.Request, string, int) {}
+// Options is what the admission stage of a route checks against.
+type Options struct {
+	// File is the callers file; nil when none is configured: anyone who
+	// reaches the listener may call.
+	File *File
+	// Browsers is what requests made by browsers are checked against.
+	Browsers Browsers
+	// Refused learns of each refusal; nil: nobody.
+	Refused RefusedFunc
+}
+
+// Check returns the admission stage in front of next.
+func Check(opts Options, next http.Handler) http.Handler {
+	if opts.Refused == nil {
+		opts.Refused = func(*http.Request, string, int) {}
 	}
-	return &check{file: file, refused: refused, next: next}
+	return &check{file: opts.File, browsers: opts.Browsers, refused: opts.Refused, next: next}
 }
 
 var _ http.Handler = (*check)(nil)
 
 type check struct {
-	file    *File
-	refused RefusedFunc
-	next    http.Handler
+	file     *File
+	browsers Browsers
+	refused  RefusedFunc
+	next     http.Handler
 }
 
 func (c *check) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !originForm(w, r) {
+	if code, status, ok := originForm(w, r); !ok {
+		c.refused(r, code, status)
+		return
+	}
+	if no := c.browsers.Check(r); no != nil {
+		route.Note(r, slog.LevelInfo, "browser request refused", slog.String("host", r.Host),
+			slog.String("origin", r.Header.Get("Origin")), slog.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")))
+		route.Error(w, r, no.Status, no.Code, no.Message)
+		c.refused(r, no.Code, no.Status)
 		return
 	}
 	if c.file != nil && !c.known(w, r) {
@@ -81,23 +99,34 @@ func noteRefusal(r *http.Request, reason, caller string) {
 		slog.String("reason", reason), slog.String("caller", caller), slog.String("remote", route.RemoteIP(r)))
 }
 
+// allowedMethods is the Allow header of a refused method.
+const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
 // originForm refuses what would make the route a forward proxy: CONNECT
 // tunnels and absolute-form targets ("GET http://elsewhere/ HTTP/1.1").
 // Requests always go to the route's upstream anyway; refusing them tells a
 // misconfigured client (HTTP_PROXY pointed at the route) what is wrong.
-func originForm(w http.ResponseWriter, r *http.Request) bool {
+// It also refuses TRACE and TRACK: an upstream that echoes the request it
+// received, as Apache does by default (TraceEnable On), would hand the
+// caller the route's credentials.
+func originForm(w http.ResponseWriter, r *http.Request) (code string, status int, ok bool) {
 	switch {
 	case r.Method == http.MethodConnect:
-		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		w.Header().Set("Allow", allowedMethods)
 		route.Error(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed,
 			"imsproxy is not a forward proxy and does not tunnel CONNECT; call the route's address as the base URL of the API.")
-		return false
+		return route.CodeMethodNotAllowed, http.StatusMethodNotAllowed, false
+	case strings.EqualFold(r.Method, http.MethodTrace) || strings.EqualFold(r.Method, "TRACK"):
+		w.Header().Set("Allow", allowedMethods)
+		route.Error(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed,
+			"imsproxy does not forward "+r.Method+": an upstream that echoes the request would send back the route's credentials.")
+		return route.CodeMethodNotAllowed, http.StatusMethodNotAllowed, false
 	case r.URL.IsAbs() || r.URL.Host != "" || r.RequestURI != "" && !strings.HasPrefix(r.RequestURI, "/"):
 		route.Error(w, r, http.StatusBadRequest, route.CodeBadRequest,
 			"imsproxy is not a forward proxy: send origin-form requests (a path such as /Rest/Media/1/Search/Files) to the route's address instead of setting it as an HTTP proxy.")
-		return false
+		return route.CodeBadRequest, http.StatusBadRequest, false
 	}
-	return true
+	return "", 0, true
 }
 
 // maxReplayBody is the largest request body kept in memory so that the

@@ -138,11 +138,14 @@ func (r *Route) Budget(limit int, lease time.Duration) *Budget {
 }
 
 // Lease is the reservation lease for a route whose upstream TIMEOUT is
-// timeout: the editorial lookup and the license itself may each take it,
-// and the license's answer up to 30 s more to arrive once its headers
-// have. A reservation still held after that belongs to a replica that
-// died.
-func Lease(timeout time.Duration) time.Duration { return 2*timeout + 30*time.Second }
+// timeout, and whose requests wait up to tokenWait for a token
+// (IMSPROXY_TOKEN_WAIT): the editorial lookup may wait for a token and
+// then take timeout, the license itself timeout and up to 30 s more for
+// its answer to arrive once its headers have. A reservation still held
+// after that belongs to a replica that died.
+func Lease(timeout, tokenWait time.Duration) time.Duration {
+	return 2*timeout + tokenWait + 30*time.Second
+}
 
 // Reserve implements stock.Budget. Redis unreachable or slower than
 // IMSPROXY_REDIS_TIMEOUT is an error: the license is refused, never

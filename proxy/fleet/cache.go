@@ -113,18 +113,26 @@ func (l *Level2) Generation() string {
 
 // Set implements cache.Shared: the answer is written in the background,
 // and dropped when too many writes are under way already.
-func (l *Level2) Set(gen, key string, value []byte, ttl time.Duration) {
+func (l *Level2) Set(gen, key string, value []byte, ttl time.Duration, done func()) {
+	if done == nil {
+		done = func() {}
+	}
 	c := l.r.c
 	if !c.cacheUp.Load() || gen == "" {
+		done()
 		return
 	}
-	c.goBackground(func() {
+	started := c.goBackground(func() {
+		defer done()
 		ctx, cancel := c.ctx(context.Background(), c.timeout)
 		defer cancel()
 		if err := c.cache.Set(ctx, l.entryKey(gen, key), value, ttl).Err(); err != nil {
 			c.failCache(OpCacheSet, err)
 		}
 	})
+	if !started {
+		done()
+	}
 }
 
 // Purge implements cache.Shared: a new generation, published to the other

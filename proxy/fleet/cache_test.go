@@ -20,7 +20,7 @@ func TestLevel2_AnAnswerStoredByOneReplicaIsFoundByAnother(t *testing.T) {
 	if got := a.Get(ctx, "search"); got != nil { // also reads the generation
 		t.Fatalf("empty Redis answered %q", got)
 	}
-	a.Set(a.Generation(), "search", []byte("answer"), time.Minute)
+	a.Set(a.Generation(), "search", []byte("answer"), time.Minute, nil)
 	testutil.WaitFor(t, "the background store", func() bool { return string(b.Get(ctx, "search")) == "answer" })
 	other := replica(t, srv).Route(stockRoute("other-org")).Level2(func(string) {})
 	if got := other.Get(ctx, "search"); got != nil {
@@ -37,7 +37,7 @@ func TestLevel2_APurgeReachesEveryReplicaWithinASecond(t *testing.T) {
 	ctx := context.Background()
 	_ = a.Get(ctx, "k")
 	_ = b.Get(ctx, "k")
-	a.Set(a.Generation(), "k", []byte("v"), time.Minute)
+	a.Set(a.Generation(), "k", []byte("v"), time.Minute, nil)
 	testutil.WaitFor(t, "the store", func() bool { return b.Get(ctx, "k") != nil })
 	rdb := inspect(t, srv)
 	testutil.WaitFor(t, "both replicas to subscribe", func() bool {
@@ -86,8 +86,8 @@ func TestLevel2_AnAnswerFetchedBeforeAPurgeIsNeverFoundAfterIt(t *testing.T) {
 	_ = l.Get(ctx, "k")
 	before := l.Generation() // read when the fetch began
 	l.Purge("license")       // a license while the answer was on its way
-	l.Set(before, "k", []byte("is_licensed: false"), time.Minute)
-	l.Set(l.Generation(), "other", []byte("fetched after"), time.Minute)
+	l.Set(before, "k", []byte("is_licensed: false"), time.Minute, nil)
+	l.Set(l.Generation(), "other", []byte("fetched after"), time.Minute, nil)
 	testutil.WaitFor(t, "the later store", func() bool { return l.Get(ctx, "other") != nil })
 	if got := l.Get(ctx, "k"); got != nil {
 		t.Errorf("an answer fetched before the purge is found after it: %q", got)
@@ -103,7 +103,7 @@ func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.
 	budget := c.Route(rc).Budget(5, time.Minute)
 	ctx := context.Background()
 	_ = l.Get(ctx, "k")
-	l.Set(l.Generation(), "k", []byte("answer"), time.Minute)
+	l.Set(l.Generation(), "k", []byte("answer"), time.Minute, nil)
 	testutil.WaitFor(t, "the store", func() bool { return l.Get(ctx, "k") != nil })
 	if n, _ := inspect(t, cacheSrv).Keys(ctx, "test:*:search:*").Result(); len(n) != 1 {
 		t.Errorf("answers in the cache's Redis: %v", n)

@@ -31,7 +31,9 @@ func sharedManagers(t *testing.T, srv *redistest.Server, src tokens.Source, n in
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms = append(ms, tokens.NewManager("stock", shared, tokens.Options{}))
+		// A request here waits out a dead lock holder (5 s), which
+		// IMSPROXY_TOKEN_WAIT's default would answer with a 503 first.
+		ms = append(ms, tokens.NewManager("stock", shared, tokens.Options{Wait: 15 * time.Second}))
 	}
 	return ms
 }

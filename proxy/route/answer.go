@@ -21,10 +21,18 @@ import (
 // Codes of the answers the proxy makes itself. Answers from the upstream,
 // errors included, pass through unchanged and carry none of them.
 const (
-	CodeUnauthorizedCaller  = "unauthorized_caller"
-	CodeForbidden           = "forbidden"
-	CodeLicensingDisabled   = "licensing_disabled"
-	CodeEditorialUseOnly    = "editorial_use_only"
+	CodeUnauthorizedCaller = "unauthorized_caller"
+	CodeForbidden          = "forbidden"
+	CodeLicensingDisabled  = "licensing_disabled"
+	CodeEditorialUseOnly   = "editorial_use_only"
+	// CodeCrossSiteRequest: a browser sent the request for another
+	// site's page; CodeHostNotAllowed: its Host does not name this
+	// machine (DNS rebinding).
+	CodeCrossSiteRequest = "cross_site_request"
+	CodeHostNotAllowed   = "host_not_allowed"
+	// CodeAuditUnavailable: the audit line of a license could not be
+	// written, so the license was not requested.
+	CodeAuditUnavailable    = "audit_unavailable"
 	CodeBodyTooLarge        = "body_too_large"
 	CodeLicenseLimitReached = "license_limit_reached"
 	// CodeLicenseLimitUnavailable: the daily license count could not be

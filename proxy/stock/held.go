@@ -36,6 +36,7 @@ type heldAnswer struct {
 	streaming bool // too large: passed on unchanged
 	done      bool
 	attempt   *attempt // nil unless a license
+	reserved  int      // bytes reserved from the Limiter for body
 }
 
 var _ http.Flusher = (*heldAnswer)(nil)
@@ -66,6 +67,10 @@ func (h *heldAnswer) WriteHeader(code int) {
 	// 1xx answers are dropped: the real status line has to wait.
 	if code >= 200 && h.status == 0 {
 		h.status = code
+		// A known length is reserved at once, rather than grown into.
+		if n, err := strconv.Atoi(h.header.Get("Content-Length")); err == nil && n > 0 && n <= maxHeldBody && !h.room(n) {
+			h.stream("no memory left (IMSPROXY_MAX_INFLIGHT_BYTES) to hold an answer to rewrite its download URLs; passed on unchanged")
+		}
 	}
 }
 
@@ -74,20 +79,69 @@ func (h *heldAnswer) Write(b []byte) (int, error) {
 		return h.w.Write(b)
 	}
 	if h.status == 0 {
-		h.status = http.StatusOK
+		h.WriteHeader(http.StatusOK)
+		if h.streaming {
+			return h.w.Write(b)
+		}
 	}
-	if len(h.body)+len(b) <= maxHeldBody {
+	need := len(h.body) + len(b)
+	switch {
+	case need > maxHeldBody:
+		logf(h.r, slog.LevelWarn, "answer too large to rewrite its download URLs; passed on unchanged", slog.Int("limit_bytes", maxHeldBody))
+	case !h.room(need):
+		h.stream("no memory left (IMSPROXY_MAX_INFLIGHT_BYTES) to hold an answer to rewrite its download URLs; passed on unchanged")
+	default:
 		h.body = append(h.body, b...)
 		return len(b), nil
 	}
-	logf(h.r, slog.LevelWarn, "answer too large to rewrite its download URLs; passed on unchanged", slog.Int("limit_bytes", maxHeldBody))
-	h.streaming = true
-	h.sendHeader()
-	if _, err := h.w.Write(h.body); err != nil {
+	if err := h.stream(""); err != nil {
 		return 0, err
 	}
-	h.body = nil
 	return h.w.Write(b)
+}
+
+// room reserves what a body of need bytes takes from the Limiter, waiting
+// for room while the request lasts (a license's own bounded context).
+func (h *heldAnswer) room(need int) bool {
+	l := h.p.opts.Limiter
+	if l == nil || need <= h.reserved {
+		return true
+	}
+	grow := min(max(need, 2*h.reserved, 16<<10), maxHeldBody) - h.reserved
+	if l.Wait(h.r.Context(), grow) != nil {
+		return false
+	}
+	h.reserved += grow
+	return true
+}
+
+// stream stops holding: the header and what is held go out, the rest
+// passes through. why, when not "", is logged.
+func (h *heldAnswer) stream(why string) error {
+	if h.streaming {
+		return nil
+	}
+	if why != "" {
+		logf(h.r, slog.LevelWarn, why)
+	}
+	h.streaming = true
+	h.sendHeader()
+	body := h.body
+	h.body = nil
+	defer h.release()
+	if len(body) > 0 {
+		_, err := h.w.Write(body)
+		return err
+	}
+	return nil
+}
+
+// release gives back the bytes reserved, once the body is sent.
+func (h *heldAnswer) release() {
+	if h.reserved > 0 {
+		h.p.opts.Limiter.Release(h.reserved)
+		h.reserved = 0
+	}
 }
 
 // Flush is a no-op: nothing may reach the caller before the rewrite.
@@ -110,7 +164,10 @@ func (h *heldAnswer) finish() {
 		return
 	}
 	h.done = true
-	proxyMade := h.header.Get(route.ErrorHeader) != ""
+	defer h.release()
+	// A status the proxy recorded without an answer (the request's own
+	// deadline passed) is no answer from Stock either.
+	proxyMade := h.header.Get(route.ErrorHeader) != "" || h.status == route.StatusClientClosed
 	if h.streaming {
 		// Too large to read; a license counts as made (settleAnswer).
 		h.attempt.settleAnswer(h.status, proxyMade, nil)
@@ -129,13 +186,15 @@ func (h *heldAnswer) finish() {
 	}
 }
 
-// abandon settles a license that a panic cut short. It is a no-op on nil
-// and after finish. A 2xx already held counts as a license.
+// abandon settles a license that a panic cut short (the upstream broke
+// off mid-answer). It is a no-op on nil and after finish. A 2xx already
+// held counts as a license; no answer at all is unknown.
 func (h *heldAnswer) abandon() {
 	if h == nil || h.done {
 		return
 	}
 	h.done = true
+	h.release()
 	h.attempt.settleAnswer(h.status, false, nil)
 }
 

@@ -5,123 +5,61 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/route"
 )
 
-// license serves a licensing call: the guards, then the call forwarded with
-// its answer held until it is complete, so that its outcome is settled
-// (audited, counted) before the caller sees it and its download URLs are
-// rewritten.
-func (p *Policy) license(w http.ResponseWriter, r *http.Request, next http.Handler, allowEditorial bool) {
-	a, ok := p.guard(w, r, allowEditorial)
-	if !ok {
-		return
-	}
-	h := p.hold(w, r)
-	h.attempt = a
-	defer h.abandon() // settles a license cut short by a panic
-	next.ServeHTTP(h, r)
-	h.finish()
-}
+// licenseBodyTime is how long a license's answer may take to arrive after
+// its headers (which TIMEOUT bounds): the license is completed in a
+// context of its own, which this bounds.
+const licenseBodyTime = 30 * time.Second
 
 // budgetRetry is the Retry-After of a license refused because the shared
 // budget could not be asked: Redis is checked again every second.
 const budgetRetry = 5 * time.Second
 
-// licenseRequest is what a licensing call asks for.
-type licenseRequest struct {
-	ContentID string // canonical decimal digits
-	License   string // "" when absent
-	Again     bool   // license_again=true: license (and pay) again
-}
-
-// parseLicenseQuery reads the query of a Content/License call. It is
-// strict where Stock and the proxy could read the same query differently:
-// one content_id, in canonical digits (the editorial check must look up
-// the asset Stock will license); at most one license and license_again;
-// no array forms (content_id[]=).
-func parseLicenseQuery(rawQuery string) (licenseRequest, error) {
-	var lr licenseRequest
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return lr, errors.New("the query does not parse; send content_id and license as ordinary query parameters")
+// license serves a licensing call: the guards, the attempt's audit line,
+// then the call forwarded with its answer held until it is complete, so
+// that its outcome is settled (audited, counted) before the caller sees it
+// and its download URLs are rewritten.
+//
+// Once forwarded, the license is completed whatever the caller does:
+// Stock sells it before its answer crosses the network, so a caller that
+// hangs up (a client timeout shorter than Stock's answer time) must not
+// cancel the request, nor leave its outcome unread and its slot of the
+// daily limit given back.
+func (p *Policy) license(w http.ResponseWriter, r *http.Request, next http.Handler, allowEditorial bool) {
+	a, ok := p.guard(w, r, allowEditorial)
+	if !ok {
+		return
 	}
-	for k := range q {
-		for _, name := range []string{"content_id", "license", "license_again"} {
-			if k != name && strings.HasPrefix(k, name+"[") {
-				return lr, errors.New("send " + name + " once, as a plain value (" + name + "[] is not accepted)")
-			}
+	if err := a.writeAttempt(); err != nil {
+		where := "the audit log (IMSPROXY_AUDIT_LOG)"
+		if p.opts.Audit == nil {
+			where = "the fleet's audit trail in Redis"
 		}
+		a.refuse(w, r, http.StatusServiceUnavailable, route.CodeAuditUnavailable,
+			"The license was not requested: its line in "+where+" could not be written; retry later, and tell the operator.")
+		return
 	}
-	ids := q["content_id"]
-	if len(ids) != 1 || !canonicalID(ids[0]) {
-		return lr, errors.New("send exactly one content_id: the asset's numeric id, without leading zeros")
-	}
-	lr.ContentID = ids[0]
-	switch lics := q["license"]; {
-	case len(lics) > 1:
-		return lr, errors.New("send license at most once")
-	case len(lics) == 1:
-		if !licenseName(lics[0]) {
-			return lr, errors.New("license must be a license type such as Standard, Extended or Video_HD")
-		}
-		lr.License = lics[0]
-	}
-	switch again := q["license_again"]; {
-	case len(again) > 1:
-		return lr, errors.New("send license_again at most once")
-	case len(again) == 1:
-		lr.Again = again[0] == "true" || again[0] == "1"
-	}
-	return lr, nil
-}
-
-// canonicalID accepts 1 to 18 decimal digits without a leading zero.
-func canonicalID(s string) bool {
-	if s == "" || len(s) > 18 || s[0] == '0' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// licenseName accepts the shape of Stock's license types (Standard,
-// Video_HD, Standard_M, Internal_Use...): at most 64 letters, digits,
-// underscores and hyphens.
-func licenseName(s string) bool {
-	if len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// checkLicenseBody refuses a form-encoded body: the documented body is JSON
-// license references, and a form could carry a second content_id that the
-// guard would not see.
-func checkLicenseBody(r *http.Request) error {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt == "application/x-www-form-urlencoded" || strings.HasPrefix(mt, "multipart/") {
-		return errors.New("send license references as a JSON body ({\"cce_agency\":[...]}), not a form")
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.cfg.Timeout+licenseBodyTime)
+	defer cancel()
+	// Whether the request left for Stock tells a license that cannot have
+	// been made (no token, no connection) from one whose answer was lost.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { a.sent.Store(true) }})
+	r = r.WithContext(ctx)
+	h := p.hold(w, r)
+	h.attempt = a
+	defer h.abandon() // settles a license cut short by a panic
+	next.ServeHTTP(h, r)
+	h.finish()
 }
 
 // guard applies the licensing guards in order: licensing enabled on the
@@ -190,13 +128,43 @@ func (p *Policy) guard(w http.ResponseWriter, r *http.Request, allowEditorial bo
 }
 
 // attempt is one licensing call on its way through the route: it writes
-// the audit line and counts the outcome once the answer is known.
+// the audit lines and counts the outcome once the answer is known.
 type attempt struct {
 	p       *Policy
 	r       *http.Request
 	rec     audit.Record
-	slot    Slot // held while the call is forwarded; nil otherwise
+	slot    Slot        // held while the call is forwarded; nil otherwise
+	sent    atomic.Bool // the request was written to Stock (set by the transport's goroutine)
 	settled bool
+}
+
+// writeAttempt writes the attempt line of a license about to be
+// forwarded, synced to disk: if the proxy stops before the outcome is
+// known, the license still counts at the next start. In fleet mode the
+// line also goes to the fleet's audit trail, which refuses the license
+// only when it is the one audit kept (no IMSPROXY_AUDIT_LOG): beside a
+// local log it is a copy, as its outcome records are.
+func (a *attempt) writeAttempt() error {
+	opts := a.p.opts
+	if opts.Audit == nil && opts.Trail == nil {
+		return nil
+	}
+	a.rec.Attempt = audit.NewAttemptID()
+	rec := a.rec
+	rec.Time, rec.Outcome = opts.Now().UTC(), audit.OutcomeAttempt
+	var err error
+	if opts.Audit != nil {
+		err = opts.Audit.Write(rec)
+	}
+	if err == nil && opts.Trail != nil {
+		if terr := opts.Trail.Write(rec); opts.Audit == nil {
+			err = terr
+		}
+	}
+	if err != nil {
+		a.rec.Attempt = "" // no attempt line to pair with
+	}
+	return err
 }
 
 func (p *Policy) newAttempt(r *http.Request) *attempt {
@@ -238,8 +206,8 @@ func (a *attempt) settle(outcome string, status, upstream int, state string) {
 	a.rec.Outcome, a.rec.Status, a.rec.UpstreamStatus, a.rec.PurchaseState = outcome, status, upstream, state
 	recorded := false
 	if a.slot != nil {
-		// Settled whether or not the caller is still there.
-		recorded = a.slot.Settle(context.WithoutCancel(a.r.Context()), outcome == audit.OutcomeLicensed, a.rec)
+		// The caller may be gone; the count must be settled all the same.
+		recorded = a.slot.Settle(context.WithoutCancel(a.r.Context()), audit.Counts(outcome), a.rec)
 		a.slot = nil
 	}
 	if p.opts.Audit != nil {
@@ -249,7 +217,7 @@ func (a *attempt) settle(outcome string, status, upstream int, state string) {
 		_ = p.opts.Trail.Write(a.rec)
 	}
 	p.opts.Count(outcome)
-	if outcome == audit.OutcomeLicensed {
+	if audit.Counts(outcome) {
 		p.opts.OnLicensed()
 	}
 	attrs := []slog.Attr{slog.String("content_id", a.rec.ContentID), slog.String("license", a.rec.License), slog.String("outcome", outcome)}
@@ -262,10 +230,14 @@ func (a *attempt) settle(outcome string, status, upstream int, state string) {
 		slog.Int("status", status), slog.Int("upstream_status", upstream), slog.String("purchase_state", state))...)
 }
 
-// settleAnswer settles the call from the answer it got: proxy-made errors
-// (no token, Stock unreachable) and Stock's own errors fail; a 2xx is
-// judged by purchase_details.state. An unreadable 2xx counts as a license:
-// the daily limit must not under-count what may have been spent. It is a
+// settleAnswer settles the call from the answer it got. A license that
+// never left for Stock (no token, no connection) failed. One that left
+// failed only when Stock refused it (4xx); without an answer (a timeout,
+// a reset connection, the proxy's own error after sending) or with a 5xx
+// or anything but a 2xx, Stock may have licensed, so the outcome is
+// unknown and counts toward the limit. A 2xx is judged by
+// purchase_details.state; an unreadable one counts as a license: the
+// daily limit must not under-count what may have been spent. It is a
 // no-op on nil.
 func (a *attempt) settleAnswer(status int, proxyMade bool, body []byte) {
 	if a == nil {
@@ -275,8 +247,18 @@ func (a *attempt) settleAnswer(status int, proxyMade bool, body []byte) {
 	if proxyMade {
 		upstream = 0
 	}
-	if proxyMade || status/100 != 2 {
+	switch {
+	case !a.sent.Load():
 		a.settle(audit.OutcomeFailed, status, upstream, "")
+		return
+	case proxyMade:
+		a.settle(audit.OutcomeUnknown, status, upstream, "")
+		return
+	case status/100 == 4:
+		a.settle(audit.OutcomeFailed, status, upstream, "")
+		return
+	case status/100 != 2:
+		a.settle(audit.OutcomeUnknown, status, upstream, "")
 		return
 	}
 	state := purchaseState(body, a.rec.ContentID)

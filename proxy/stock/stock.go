@@ -8,6 +8,7 @@
 package stock
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,15 +27,28 @@ const allowEditorialHeader = "X-Imsproxy-Allow-Editorial"
 
 // Auditor records licensing attempts (the audit log).
 type Auditor interface {
+	// Write appends rec. An error means the line is not on disk: the
+	// attempt line of a license must be, so the license is refused.
 	Write(rec audit.Record) error
+}
+
+// Limiter bounds the memory held for answers being rewritten across all
+// requests (an *inflight.Limiter): a licensing answer waits for room,
+// and is never cut short.
+type Limiter interface {
+	// Wait reserves n bytes, waiting until there is room or ctx is done.
+	Wait(ctx context.Context, n int) error
+	// Release gives back n reserved bytes.
+	Release(n int)
 }
 
 // Options is what the policy of one stock route works with.
 type Options struct {
 	// Audit records every licensing attempt; nil: none kept.
 	Audit Auditor
-	// Trail is the audit trail a fleet shares (fleet mode): it gets the
-	// attempts whose Slot did not record them; nil: none.
+	// Trail is the audit trail a fleet shares (fleet mode): it gets every
+	// attempt line, and the outcomes whose Slot did not record them; nil:
+	// none.
 	Trail Auditor
 	// Budget is the route's LICENSE_DAILY_LIMIT; nil: no limit.
 	Budget Budget
@@ -49,8 +63,11 @@ type Options struct {
 	OnLicensed func()
 	// Count counts licensing attempts by outcome; nil: not counted.
 	Count func(outcome string)
-	// Now is the clock of the editorial cache; nil: time.Now.
+	// Now is the clock of the editorial cache and the audit; nil: time.Now.
 	Now func() time.Time
+	// Limiter bounds the memory of the answers held; nil: only each
+	// answer's own bound (8 MiB).
+	Limiter Limiter
 }
 
 // Policy is the Stock policy of one route.
@@ -94,9 +111,21 @@ func New(rc *config.Route, opts Options) *Policy {
 // Handler returns the policy stage in front of next.
 func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allowEditorial := strings.EqualFold(strings.TrimSpace(r.Header.Get(allowEditorialHeader)), "true")
-		delete(r.Header, allowEditorialHeader)
-		switch classify(r.URL.Path) {
+		allowEditorial := false
+		if v := r.Header[allowEditorialHeader]; v != nil { // the name is canonical already
+			allowEditorial = len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "true")
+			delete(r.Header, allowEditorialHeader)
+		}
+		special, ambiguous := scanPath(r.URL.Path)
+		if ambiguous {
+			p.refusePath(w, r)
+			return
+		}
+		kind := pathOther // most requests (searches): decided without allocating
+		if special {
+			kind = classifySpecial(r.URL.Path)
+		}
+		switch kind {
 		case pathLicense:
 			p.license(w, r, next, allowEditorial)
 		case pathLicensing:
@@ -118,6 +147,17 @@ func (p *Policy) Refused(r *http.Request, code string, status int) {
 	if classify(r.URL.Path) == pathLicense {
 		p.newAttempt(r).settle(code, status, 0, "")
 	}
+}
+
+// refusePath answers a path that servers read differently; on a path
+// that may be a license, the refusal is audited.
+func (p *Policy) refusePath(w http.ResponseWriter, r *http.Request) {
+	msg := "Send the path as Stock documents it: a path with \";\", characters outside ASCII or beginning with \"//\" is read differently by different servers."
+	if containsFold(r.URL.Path, "licen") || classify(r.URL.Path) == pathLicense {
+		p.newAttempt(r).refuse(w, r, http.StatusBadRequest, audit.OutcomeBadRequest, "The license was not requested. "+msg)
+		return
+	}
+	route.Error(w, r, http.StatusBadRequest, route.CodeBadRequest, msg)
 }
 
 // download forwards a download to DOWNLOAD_UPSTREAM.
@@ -157,9 +197,14 @@ const (
 // upstream that normalises a spelling the guard missed would license
 // unguarded: when in doubt, a path is a license.
 func classify(p string) stockPath {
-	if !maybeSpecial(p) {
-		return pathOther // most requests (searches): decided without allocating
+	if special, _ := scanPath(p); !special {
+		return pathOther
 	}
+	return classifySpecial(p)
+}
+
+// classifySpecial is classify of a path scanPath found special.
+func classifySpecial(p string) stockPath {
 	forms := []string{p}
 	if u, err := url.PathUnescape(p); err == nil && u != p {
 		forms = append(forms, u)
@@ -180,13 +225,6 @@ func classify(p string) stockPath {
 }
 
 func cleanPath(p string) string { return path.Clean("/" + p) }
-
-// maybeSpecial is a quick screen: a path without any of these cannot be a
-// licensing, license-information or download path in any spelling that
-// classify recognises.
-func maybeSpecial(p string) bool {
-	return strings.ContainsAny(p, `%\`) || containsFold(p, "icens") || containsFold(p, "download") || containsFold(p, "info")
-}
 
 // containsFold reports whether s contains the lower-case ASCII sub, in any
 // ASCII case.

@@ -37,6 +37,20 @@ func TestParseLicenseQuery(t *testing.T) {
 		{"content_id=1&license=Stand%20ard", licenseRequest{}, true},
 		{"content_id=1&license_again=true&license_again=false", licenseRequest{}, true},
 		{"content_id=1234567890123456789", licenseRequest{}, true},
+		// Names some server reads as content_id, license or license_again.
+		{"content_id=1&content.id=2", licenseRequest{}, true},
+		{"content_id=1&content+id=2", licenseRequest{}, true},
+		{"content_id=1&content[id]=2", licenseRequest{}, true},
+		{"content_id=1&Content_Id=2", licenseRequest{}, true},
+		{"content_id=1&contentid=2", licenseRequest{}, true},
+		{"content_id=1&content-id=2", licenseRequest{}, true},
+		{"content_id=1&content%255Fid=2", licenseRequest{}, true},
+		{"content_id=1&licen%C5%BFe=Extended", licenseRequest{}, true},                // ſ folds to s
+		{"content_id=1&%C4%B1icense=Extended", licenseRequest{ContentID: "1"}, false}, // ı is not l
+		{"content_id=1&L%C4%B0CENSE=Extended", licenseRequest{}, true},                // İ lowers to i
+		{"content_id=1&license_again%5B%5D=true", licenseRequest{}, true},             // an array
+		{"content_id=1&License.Again=true", licenseRequest{}, true},
+		{"content_id=1&content_ids=2&locale=en_US", licenseRequest{ContentID: "1"}, false},
 	}
 	for _, tt := range tests {
 		got, err := parseLicenseQuery(tt.query)
@@ -46,6 +60,26 @@ func TestParseLicenseQuery(t *testing.T) {
 		}
 		if !tt.bad && got != tt.want {
 			t.Errorf("parseLicenseQuery(%q) = %+v, want %+v", tt.query, got, tt.want)
+		}
+	}
+}
+
+func TestAmbiguousPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/Rest/Libraries/1/Content/License":                  false,
+		"/Rest/Media/1/Search/Files":                         false,
+		"/Rest/Libraries/1/Content/%4Cicense":                false, // one more decoding, still plain
+		"//stock.adobe.io/Rest/Libraries/1/Content/License":  true,
+		"/\\stock.adobe.io/Rest/Libraries/1/Content/License": true,
+		"/Rest;x=1/Libraries/1/Content/License":              true,
+		"/Rest/Libraries/1/Content/License;jsessionid=1":     true,
+		"/Rest/Libraries/1/Content/Licen\u017fe":             true,
+		"/Rest/Libraries/1/Content/Licen%C5%BFe":             true, // decoded once more by a server
+		"/Rest%3Bx/Libraries/1/Content/License":              true,
+		"/%2F/stock.adobe.io/Rest":                           true,
+	} {
+		if got := ambiguousPath(p); got != want {
+			t.Errorf("ambiguousPath(%q) = %v, want %v", p, got, want)
 		}
 	}
 }

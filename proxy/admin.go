@@ -63,10 +63,14 @@ func (s *Server) adminIndex(w http.ResponseWriter, _ *http.Request) {
 	if s.adminToken != nil {
 		purgeAuth = "Authorization: Bearer <admin token>"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"service": "imsproxy admin",
-		"version": version.String(),
-		"endpoints": []adminEndpoint{
+	writeJSON(w, http.StatusOK, struct {
+		Service   string          `json:"service"`
+		Version   string          `json:"version"`
+		Endpoints []adminEndpoint `json:"endpoints"`
+	}{
+		Service: "imsproxy admin",
+		Version: version.String(),
+		Endpoints: []adminEndpoint{
 			{"GET", "/", "this list", ""},
 			{"GET", "/healthz", "200 while the process runs (liveness)", ""},
 			{"GET", "/readyz", "200 when every route holds a valid token, else 503 (also from the start of a shutdown); per route: auth kind, token expiry, last error", ""},
@@ -157,5 +161,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // read by people and tools, never as HTML
 	_ = enc.Encode(v)
 }

@@ -204,7 +204,7 @@ func TestE2E_CachePurgeOnTheAdminListener(t *testing.T) {
 	}
 }
 
-func TestE2E_LicenceThroughTheProxyEmptiesTheCache(t *testing.T) {
+func TestE2E_LicenseThroughTheProxyEmptiesTheCache(t *testing.T) {
 	a, _, base := startCachedStock(t, map[string]string{"IMSPROXY_STOCK_ALLOW_LICENSE": "true"})
 	const search = "/Rest/Media/1/Search/Files?search_parameters[words]=cat&search_parameters[limit]=1" +
 		"&search_parameters[filters][content_type:photo]=1&search_parameters[filters][editorial]=false" +
@@ -231,13 +231,13 @@ func TestE2E_LicenceThroughTheProxyEmptiesTheCache(t *testing.T) {
 	id := strconv.Itoa(before.Files[0].ID)
 	if status, _, body := httpGet(t, base+"/Rest/Libraries/1/Content/License?content_id="+id+"&license=Standard"); status != 200 ||
 		!strings.Contains(string(body), "just_purchased") {
-		t.Fatalf("licence: %d %s", status, body)
+		t.Fatalf("license: %d %s", status, body)
 	}
 	if got := read("MISS").Files[0].IsLicensed; got != "Standard" {
-		t.Errorf("is_licensed after the licence = %q, want Standard", got)
+		t.Errorf("is_licensed after the license = %q, want Standard", got)
 	}
 	// Two searches of ours, and the licensing guard's editorial lookup
-	// (a Search/Files with media_id) before the licence.
+	// (a Search/Files with media_id) before the license.
 	if n := searches(a); n != 3 {
 		t.Errorf("the emulator saw %d searches, want 3", n)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // loadCompose parses a compose file as docker compose would, with exactly
@@ -193,7 +194,7 @@ func TestCompose_RunsAsWired(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	emu := exec.CommandContext(ctx, bin, args...)
-	var stderr syncBuffer
+	var stderr testutil.Buffer
 	emu.Stderr = &stderr
 	stdout, err := emu.StdoutPipe()
 	if err != nil {

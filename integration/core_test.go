@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"io"
 	"net/http"
@@ -9,28 +8,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/internal/testutil"
+
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
 
-var (
-	sharedKeyOnce sync.Once
-	sharedRSAKey  *rsa.PrivateKey
-	sharedKeyErr  error
-)
-
-// sharedKey is one RSA key for the tests that do not care which key signs.
+// sharedKey is one RSA key for the tests that do not care which key signs
+// (made once per process: a fresh key takes seconds under -race).
 func sharedKey(t *testing.T) *rsa.PrivateKey {
 	t.Helper()
-	sharedKeyOnce.Do(func() { sharedRSAKey, sharedKeyErr = rsa.GenerateKey(rand.Reader, 2048) })
-	if sharedKeyErr != nil {
-		t.Fatal(sharedKeyErr)
-	}
-	return sharedRSAKey
+	return testutil.RSA(0)
 }
 
 func TestE2E_StockSearchThroughOAuthRoute(t *testing.T) {

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
@@ -53,14 +54,10 @@ func (a *adobe) jwtEnv(c *fakeadobe.Credentials, keyFile string) map[string]stri
 	}
 }
 
-// newKey generates a key of the test's own (the shared one is the old key).
+// newKey is a key other than the shared one (the old key of a rotation).
 func newKey(t *testing.T) *rsa.PrivateKey {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return testutil.RSA(1)
 }
 
 // load is callers sending requests continuously through the proxy.

@@ -185,7 +185,7 @@ func photos(t *testing.T, a *adobe, creds *fakeadobe.Credentials, editorial bool
 	return ids
 }
 
-func licencePath(id string) string {
+func licensePath(id string) string {
 	return "/Rest/Libraries/1/Content/License?content_id=" + id + "&license=Standard"
 }
 
@@ -231,7 +231,7 @@ func TestE2E_CallersFile(t *testing.T) {
 		{"unknown key", search, []string{"x-api-key", "imsp_guessed"}, 401, "unauthorized_caller"},
 		{"the Adobe client id is no key", search, []string{"x-api-key", creds.ClientID}, 401, "unauthorized_caller"},
 		{"a caller of another route", search, []string{"x-api-key", aemOnly.key}, 403, "forbidden"},
-		{"licensing without the licence right", p.URL("stock") + licencePath("1"), []string{"x-api-key", dam.key}, 403, "forbidden"},
+		{"licensing without the license right", p.URL("stock") + licensePath("1"), []string{"x-api-key", dam.key}, 403, "forbidden"},
 		{"x-api-key", search, []string{"x-api-key", dam.key}, 200, ""},
 		{"Authorization: Bearer", search, []string{"Authorization", "Bearer " + dam.key}, 200, ""},
 		{"the other route with its caller", p.URL("aem") + "/api/assets.json", []string{"x-api-key", aemOnly.key}, 401, ""}, // AEM wants a token: its own 401 passes through
@@ -259,7 +259,7 @@ func TestE2E_CallersFile(t *testing.T) {
 		}
 	}
 	if n := len(emulatorSaw(a, "stock.content_license")); n != 0 {
-		t.Fatalf("a refused licence reached Stock (%d)", n)
+		t.Fatalf("a refused license reached Stock (%d)", n)
 	}
 
 	// The file is reloaded on change: a new caller works at once, a
@@ -376,15 +376,15 @@ func TestE2E_LicensingDisabledByDefault(t *testing.T) {
 	p.waitReady()
 	id := photos(t, a, creds, false, 1)[0]
 	for _, method := range []string{"GET", "POST"} {
-		status, h, body := httpDo(t, method, p.URL("stock")+licencePath(id), strings.NewReader(`{"cce_agency":[]}`),
+		status, h, body := httpDo(t, method, p.URL("stock")+licensePath(id), strings.NewReader(`{"cce_agency":[]}`),
 			"X-Request-Id", "disabled-"+method, "Content-Type", "application/json")
 		msg := checkProxyError(t, status, h, body, 403, "licensing_disabled", "stock").Message
 		if !strings.Contains(msg, "IMSPROXY_STOCK_ALLOW_LICENSE=true") {
 			t.Errorf("message %q does not say how to enable licensing", msg)
 		}
 	}
-	if st := a.Stats(); st.Licences != 0 || len(emulatorSaw(a, "stock.content_license")) != 0 {
-		t.Fatalf("licences reached Stock: %+v", st)
+	if st := a.Stats(); st.Licenses != 0 || len(emulatorSaw(a, "stock.content_license")) != 0 {
+		t.Fatalf("licenses reached Stock: %+v", st)
 	}
 	lines := readAuditLog(t, audit)
 	if len(lines) != 2 {
@@ -396,7 +396,7 @@ func TestE2E_LicensingDisabledByDefault(t *testing.T) {
 	}
 }
 
-func TestE2E_LicenceDownloadAndHistoryWithoutTheToken(t *testing.T) {
+func TestE2E_LicenseDownloadAndHistoryWithoutTheToken(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	download, err := a.StartDownload("127.0.0.1:0") // stock.adobe.com apart from stock.adobe.io
 	if err != nil {
@@ -413,14 +413,14 @@ func TestE2E_LicenceDownloadAndHistoryWithoutTheToken(t *testing.T) {
 	stock := p.URL("stock")
 	id := photos(t, a, creds, false, 1)[0]
 
-	status, _, body := httpGet(t, stock+licencePath(id), "X-Request-Id", "licence-1")
+	status, _, body := httpGet(t, stock+licensePath(id), "X-Request-Id", "license-1")
 	var ans struct {
 		Contents map[string]struct {
 			PurchaseDetails struct{ State, URL string } `json:"purchase_details"`
 		} `json:"contents"`
 	}
 	if status != 200 || json.Unmarshal(body, &ans) != nil {
-		t.Fatalf("licence: %d %s", status, body)
+		t.Fatalf("license: %d %s", status, body)
 	}
 	got := ans.Contents[id].PurchaseDetails
 	if got.State != "just_purchased" || !strings.HasPrefix(got.URL, stock+"/Rest/Libraries/Download/"+id+"/") {
@@ -451,7 +451,7 @@ func TestE2E_LicenceDownloadAndHistoryWithoutTheToken(t *testing.T) {
 		t.Fatalf("download request %+v: want the token in the query only", d)
 	}
 
-	// Licence history: its download URLs point at the proxy too.
+	// License history: its download URLs point at the proxy too.
 	status, _, body = httpGet(t, stock+"/Rest/Libraries/1/Member/LicenseHistory")
 	var hist struct {
 		Files []struct {
@@ -481,7 +481,7 @@ func TestE2E_LicenceDownloadAndHistoryWithoutTheToken(t *testing.T) {
 		t.Fatalf("%d audit lines, want 1 (downloads and history are not licensing attempts)", len(lines))
 	}
 	if l := lines[0]; l.Outcome != "licensed" || l.ContentID != id || l.License != "Standard" || l.UpstreamStatus != 200 ||
-		l.Status != 200 || l.PurchaseState != "just_purchased" || l.Editorial != "no" || l.RequestID != "licence-1" {
+		l.Status != 200 || l.PurchaseState != "just_purchased" || l.Editorial != "no" || l.RequestID != "license-1" {
 		t.Fatalf("audit line %+v", l)
 	}
 	if strings.Contains(p.stderr.String(), "token=") {
@@ -489,7 +489,7 @@ func TestE2E_LicenceDownloadAndHistoryWithoutTheToken(t *testing.T) {
 	}
 }
 
-func TestE2E_GzipLicenceAnswerRewritten(t *testing.T) {
+func TestE2E_GzipLicenseAnswerRewritten(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	base := a.URL // the emulator gzips Stock's answers for a caller that accepts gzip
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{})
@@ -499,7 +499,7 @@ func TestE2E_GzipLicenceAnswerRewritten(t *testing.T) {
 	p.waitReady()
 	id := photos(t, a, creds, false, 1)[0]
 
-	req, _ := http.NewRequest("GET", p.URL("stock")+licencePath(id), nil)
+	req, _ := http.NewRequest("GET", p.URL("stock")+licensePath(id), nil)
 	req.Header.Set("Accept-Encoding", "gzip") // set by hand: Go's client then leaves the body encoded
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -534,32 +534,32 @@ func TestE2E_EditorialGuard(t *testing.T) {
 	editorial := photos(t, a, creds, true, 1)[0]
 	plain := photos(t, a, creds, false, 1)[0]
 
-	status, h, body := httpGet(t, stock+licencePath(editorial))
+	status, h, body := httpGet(t, stock+licensePath(editorial))
 	msg := checkProxyError(t, status, h, body, 403, "editorial_use_only", "stock").Message
 	if !strings.Contains(msg, editorial) || !strings.Contains(msg, "X-Imsproxy-Allow-Editorial: true") {
 		t.Errorf("message %q does not name the content and the override", msg)
 	}
-	if a.Stats().Licences != 0 {
+	if a.Stats().Licenses != 0 {
 		t.Fatal("an editorial asset was licensed without consent")
 	}
-	status, _, body = httpGet(t, stock+licencePath(editorial), "X-Imsproxy-Allow-Editorial", "true")
-	if status != 200 || a.Stats().Licences != 1 {
-		t.Fatalf("with consent: %d %s, %d licences", status, body, a.Stats().Licences)
+	status, _, body = httpGet(t, stock+licensePath(editorial), "X-Imsproxy-Allow-Editorial", "true")
+	if status != 200 || a.Stats().Licenses != 1 {
+		t.Fatalf("with consent: %d %s, %d licenses", status, body, a.Stats().Licenses)
 	}
 
 	// Fail closed: when the check cannot be made, nothing is licensed,
 	// even though Stock would license.
 	front.failSearch.Store(true)
-	status, h, body = httpGet(t, stock+licencePath(plain))
+	status, h, body = httpGet(t, stock+licensePath(plain))
 	msg = checkProxyError(t, status, h, body, 502, "upstream_unreachable", "stock").Message
 	if !strings.Contains(msg, "editorial") || !strings.Contains(msg, "503") {
 		t.Errorf("message %q does not say the editorial check failed and why", msg)
 	}
-	if a.Stats().Licences != 1 || len(emulatorSaw(a, "stock.content_license")) != 1 {
-		t.Fatal("a licence was forwarded although the editorial check failed")
+	if a.Stats().Licenses != 1 || len(emulatorSaw(a, "stock.content_license")) != 1 {
+		t.Fatal("a license was forwarded although the editorial check failed")
 	}
 	front.failSearch.Store(false)
-	if status, _, body := httpGet(t, stock+licencePath(plain)); status != 200 {
+	if status, _, body := httpGet(t, stock+licensePath(plain)); status != 200 {
 		t.Fatalf("after the search recovered: %d %s", status, body)
 	}
 
@@ -573,7 +573,7 @@ func TestE2E_EditorialGuard(t *testing.T) {
 	}
 }
 
-func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
+func TestE2E_DailyLicenseLimitSurvivesRestart(t *testing.T) {
 	a := startAdobe(t, fakeadobe.Options{})
 	creds := a.newCredentials(t, fakeadobe.CredentialOptions{})
 	audit := filepath.Join(t.TempDir(), "audit.log")
@@ -586,12 +586,12 @@ func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
 	p := startProxy(t, env)
 	p.waitReady()
 	for _, id := range ids[:2] {
-		if status, _, body := httpGet(t, p.URL("stock")+licencePath(id)); status != 200 {
-			t.Fatalf("licence %s: %d %s", id, status, body)
+		if status, _, body := httpGet(t, p.URL("stock")+licensePath(id)); status != 200 {
+			t.Fatalf("license %s: %d %s", id, status, body)
 		}
 	}
-	// The day's two licences are spent: the third is refused.
-	status, h, body := httpGet(t, p.URL("stock")+licencePath(ids[2]))
+	// The day's two licenses are spent: the third is refused.
+	status, h, body := httpGet(t, p.URL("stock")+licensePath(ids[2]))
 	msg := checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock").Message
 	if !strings.Contains(msg, "IMSPROXY_STOCK_LICENSE_DAILY_LIMIT") || h.Get("Retry-After") == "" {
 		t.Errorf("message %q, Retry-After %q", msg, h.Get("Retry-After"))
@@ -602,10 +602,10 @@ func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
 
 	p = startProxy(t, env)
 	p.waitReady()
-	status, h, body = httpGet(t, p.URL("stock")+licencePath(ids[2]))
+	status, h, body = httpGet(t, p.URL("stock")+licensePath(ids[2]))
 	checkProxyError(t, status, h, body, 429, "license_limit_reached", "stock")
-	if n := a.Stats().Licences; n != 2 {
-		t.Fatalf("Stock made %d licences, want 2", n)
+	if n := a.Stats().Licenses; n != 2 {
+		t.Fatalf("Stock made %d licenses, want 2", n)
 	}
 	var outcomes []string
 	for _, l := range readAuditLog(t, audit) {
@@ -616,7 +616,7 @@ func TestE2E_DailyLicenceLimitSurvivesRestart(t *testing.T) {
 	}
 	metrics := fetchMetrics(t, p)
 	if !strings.Contains(metrics, `imsproxy_licenses_total{outcome="license_limit_reached",route="stock"} 1`) {
-		t.Errorf("licence metric missing:\n%s", metrics)
+		t.Errorf("license metric missing:\n%s", metrics)
 	}
 }
 

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // imsproxyBin is the binary under test, built once by TestMain.
@@ -103,10 +103,12 @@ func (a *adobe) stockOAuthEnv(c *fakeadobe.Credentials) map[string]string {
 type proxyProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testutil.Buffer
+	stderr testutil.Buffer
 
-	// Addresses learnt from the proxy's own "listening" log lines.
+	// Addresses learnt from the proxy's own "listening" log lines, set
+	// (under mu) before the listening channel is closed.
+	mu     sync.Mutex
 	Admin  string
 	Routes map[string]string
 
@@ -174,13 +176,13 @@ func (p *proxyProcess) scan(r io.Reader, want int, listening chan struct{}) {
 		if rec["msg"] != "listening" {
 			continue
 		}
-		p.stderr.mu.Lock()
+		p.mu.Lock()
 		if rec["listener"] == "admin" {
 			p.Admin = rec["addr"]
 		} else {
 			p.Routes[strings.TrimPrefix(rec["listener"], "route ")] = rec["addr"]
 		}
-		p.stderr.mu.Unlock()
+		p.mu.Unlock()
 		if seen++; seen == want {
 			close(listening)
 		}
@@ -223,8 +225,8 @@ func logFields(line string) map[string]string {
 
 // URL is the base URL of a route.
 func (p *proxyProcess) URL(route string) string {
-	p.stderr.mu.Lock()
-	defer p.stderr.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	addr, ok := p.Routes[route]
 	if !ok {
 		p.t.Fatalf("no route %q (have %v)", route, p.Routes)
@@ -234,8 +236,8 @@ func (p *proxyProcess) URL(route string) string {
 
 // AdminURL is the base URL of the admin listener.
 func (p *proxyProcess) AdminURL() string {
-	p.stderr.mu.Lock()
-	defer p.stderr.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return "http://" + p.Admin
 }
 
@@ -348,24 +350,6 @@ func environ(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // httpGet performs a GET with optional headers and returns status, headers

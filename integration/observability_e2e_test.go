@@ -92,9 +92,9 @@ func TestE2E_LogLines(t *testing.T) {
 			}
 			// Licensing is off by default: a proxy-made 403.
 			status, h, _ = httpGet(t, p.URL("stock")+"/Rest/Libraries/1/Content/License?content_id=112670342&license=Standard",
-				"X-Request-Id", "e2e-log-licence")
+				"X-Request-Id", "e2e-log-license")
 			if status != 403 || h.Get("X-Imsproxy-Error") != "licensing_disabled" {
-				t.Fatalf("licence: %d %q, want 403 licensing_disabled", status, h.Get("X-Imsproxy-Error"))
+				t.Fatalf("license: %d %q, want 403 licensing_disabled", status, h.Get("X-Imsproxy-Error"))
 			}
 			if code := p.stop(); code != 0 {
 				t.Fatalf("exit code %d", code)
@@ -108,7 +108,7 @@ func TestE2E_LogLines(t *testing.T) {
 					t.Fatalf("not a %s log line: %q", format, l)
 				}
 				lines = append(lines, f)
-				if f["request_id"] == "e2e-log-licence" && f["msg"] != "request" {
+				if f["request_id"] == "e2e-log-license" && f["msg"] != "request" {
 					t.Logf("a proxy-made error's line: %s", l)
 				}
 			}
@@ -139,9 +139,9 @@ func TestE2E_LogLines(t *testing.T) {
 			if started := find(map[string]string{"msg": "imsproxy started"}); len(started) != 1 || started[0]["version"] == "" {
 				t.Errorf("start-up line %v has no version", started)
 			}
-			errorLine := map[string]string{"request_id": "e2e-log-licence", "code": "licensing_disabled", "status": "403",
+			errorLine := map[string]string{"request_id": "e2e-log-license", "code": "licensing_disabled", "status": "403",
 				"route": "stock", "path": "/Rest/Libraries/1/Content/License"}
-			if n, all := len(find(errorLine)), find(map[string]string{"request_id": "e2e-log-licence"}); n != 1 || len(all) != 2 {
+			if n, all := len(find(errorLine)), find(map[string]string{"request_id": "e2e-log-license"}); n != 1 || len(all) != 2 {
 				t.Errorf("%d lines like %v and %d about the request, want 1 and 2 (the error, the request):\n%s", n, errorLine, len(all), stderr)
 			}
 

@@ -16,7 +16,7 @@ import (
 )
 
 // TestE2E_SecretsNeverLeak runs a full scenario at debug level — searches,
-// licences allowed and refused, downloads, licence history, an AEM route
+// licenses allowed and refused, downloads, license history, an AEM route
 // with a private key, a route IMS refuses (its client secret read from a
 // file), a revoked token replaced, callers known and unknown — and then
 // looks for every secret in everything the proxy wrote: stdout, stderr, the
@@ -97,14 +97,14 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 	expect("search by bearer", st, 200)
 	st, _, _ = httpGet(t, search, "x-api-key", guessed, "Authorization", "Bearer "+guessed)
 	expect("unknown caller", st, 401)
-	st, _, _ = httpGet(t, stock+licencePath(plain), "x-api-key", viewer.key)
-	expect("licence without the right", st, 403)
-	st, _, _ = httpGet(t, stock+licencePath(editorial), "x-api-key", buyer.key)
-	expect("editorial licence", st, 403)
-	st, _, _ = httpGet(t, stock+licencePath(plain), "Authorization", "Bearer "+guessed)
-	expect("licence by an unknown caller", st, 401)
-	st, _, body := httpGet(t, stock+licencePath(plain), "x-api-key", buyer.key)
-	expect("licence", st, 200)
+	st, _, _ = httpGet(t, stock+licensePath(plain), "x-api-key", viewer.key)
+	expect("license without the right", st, 403)
+	st, _, _ = httpGet(t, stock+licensePath(editorial), "x-api-key", buyer.key)
+	expect("editorial license", st, 403)
+	st, _, _ = httpGet(t, stock+licensePath(plain), "Authorization", "Bearer "+guessed)
+	expect("license by an unknown caller", st, 401)
+	st, _, body := httpGet(t, stock+licensePath(plain), "x-api-key", buyer.key)
+	expect("license", st, 200)
 	var lic struct {
 		Contents map[string]struct {
 			PurchaseDetails struct{ URL string } `json:"purchase_details"`
@@ -171,7 +171,7 @@ func TestE2E_SecretsNeverLeak(t *testing.T) {
 		}
 	}
 	if n := strings.Count(string(auditLog), "\n"); n != 4 {
-		t.Errorf("%d audit lines, want 4 (no licence right, editorial, unknown caller, licensed):\n%s", n, auditLog)
+		t.Errorf("%d audit lines, want 4 (no license right, editorial, unknown caller, licensed):\n%s", n, auditLog)
 	}
 }
 

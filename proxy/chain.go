@@ -48,6 +48,14 @@ func (s *Server) newRoute(rc *config.Route, topts tokens.Options) (*routeState, 
 	return rs, nil
 }
 
+// The packages the chain is built from meet through these interfaces.
+var (
+	_ stock.Auditor       = (*audit.Log)(nil)
+	_ tokens.TokenSource  = (*tokens.Manager)(nil)
+	_ http.RoundTripper   = observed{}
+	_ callers.RefusedFunc = (*stock.Policy)(nil).Refused
+)
+
 // routeParts is what a route's chain is built from.
 type routeParts struct {
 	tokens   tokens.TokenSource // nil (a nil interface) for AUTH=none

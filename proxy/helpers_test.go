@@ -13,7 +13,6 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
-	"github.com/imsproxy/imsproxy/proxy/stock"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -86,6 +85,5 @@ type errorBody struct {
 	Route   string `json:"route"`
 }
 
-// allowEditorialHeader is the Stock policy's header (tests name a local
-// fake Stock "stock").
-const allowEditorialHeader = stock.AllowEditorialHeader
+// allowEditorialHeader is how a caller accepts an editorial-use-only asset.
+const allowEditorialHeader = "X-Imsproxy-Allow-Editorial"

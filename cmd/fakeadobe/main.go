@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	catSize := fs.Int("catalogue-size", fakeadobe.DefaultCatalogueSize, "number of generated Stock assets")
 	credsOut := fs.String("credentials-out", "", "directory to write the generated credentials to")
 	clientID := fs.String("client-id", "", "client ID of the generated client (default random)")
-	quota := fs.Int("quota", fakeadobe.DefaultQuota, "Stock licence quota of the generated organisation")
+	quota := fs.Int("quota", fakeadobe.DefaultQuota, "Stock license quota of the generated organisation")
 	requireJTI := fs.Bool("require-jti", false, "the generated binding requires a unique integer jti")
 	verbose := fs.Bool("v", false, "log every request")
 	probe := fs.Bool("healthcheck", false, "only probe the emulator at -listen (and its -credentials-out files): exit 0 if healthy, 1 if not")

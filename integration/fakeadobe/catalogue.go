@@ -316,9 +316,9 @@ func (a *asset) thumbnailSize(size int) (w, h int) {
 	return max(1, size*a.Width/a.Height), size
 }
 
-// licences lists the licences that apply to the asset (Licensing reference,
+// licenses lists the licenses that apply to the asset (Licensing reference,
 // URL parameters: license).
-func (a *asset) licences() []string {
+func (a *asset) licenses() []string {
 	switch a.MediaType {
 	case mediaVideo:
 		if a.Has4K {

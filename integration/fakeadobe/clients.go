@@ -40,7 +40,7 @@ type Client struct {
 	// Certificates are the public certificates bound to the client; a JWT
 	// must be signed by the key of one that is unrevoked and unexpired.
 	Certificates []*x509.Certificate `json:"-"`
-	// Quota is the Stock licence quota of the organisation, set when the
+	// Quota is the Stock license quota of the organisation, set when the
 	// organisation is first registered; 0 = DefaultQuota, < 0 = none.
 	Quota int `json:"quota"`
 }
@@ -62,7 +62,7 @@ type orgState struct {
 	id       string
 	quota    int
 	memberID int
-	licences []*licence
+	licenses []*purchase
 }
 
 // The formats IMS expects of iss and sub (bad_request otherwise).
@@ -223,7 +223,7 @@ func (s *Server) RevokeSecret(clientID, secret string) error {
 	return nil
 }
 
-// SetQuota sets the Stock licence quota left to an organisation.
+// SetQuota sets the Stock license quota left to an organisation.
 func (s *Server) SetQuota(org string, quota int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -235,7 +235,7 @@ func (s *Server) SetQuota(org string, quota int) error {
 	return nil
 }
 
-// Quota is the Stock licence quota left to an organisation.
+// Quota is the Stock license quota left to an organisation.
 func (s *Server) Quota(org string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

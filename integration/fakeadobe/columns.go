@@ -51,7 +51,7 @@ type renderer struct {
 	apiKey    string
 	locale    string
 	thumbSize int
-	// licensed maps asset ID → licence held by the caller's organisation;
+	// licensed maps asset ID → license held by the caller's organisation;
 	// nil when the request carried no valid token (is_licensed is then "").
 	licensed map[int]string
 }
@@ -204,7 +204,7 @@ func (rd *renderer) column(a *asset, col string) any {
 	case "creation_date":
 		return a.Created.Format("2006-01-02 15:04:05")
 	case "licenses":
-		return a.licences()
+		return a.licenses()
 	}
 	if strings.HasPrefix(col, "video_") {
 		return rd.videoPreview(a, col)

@@ -32,7 +32,7 @@ var controlEndpoints = []string{
 	"POST /_fake/clients/{id}/certificates             bind a PEM certificate → {\"fingerprint\"}",
 	"DELETE /_fake/clients/{id}/certificates/{sha256}  revoke a certificate",
 	"GET|POST /_fake/quota/{org}                       {\"quota\":N}",
-	"GET /_fake/licences/{org}                         the organisation's licences",
+	"GET /_fake/licenses/{org}                         the organisation's licenses",
 }
 
 func (s *Server) controlRoutes(mux *http.ServeMux) {
@@ -112,10 +112,10 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"quota": s.Quota(r.PathValue("org"))})
 	})
-	mux.HandleFunc("GET /_fake/licences/{org}", func(w http.ResponseWriter, r *http.Request) {
-		out := s.Licences(r.PathValue("org"))
+	mux.HandleFunc("GET /_fake/licenses/{org}", func(w http.ResponseWriter, r *http.Request) {
+		out := s.Licenses(r.PathValue("org"))
 		if out == nil {
-			out = []Licence{}
+			out = []License{}
 		}
 		writeJSON(w, http.StatusOK, out)
 	})

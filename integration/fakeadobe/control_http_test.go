@@ -131,7 +131,7 @@ func TestControlAPI_TokensAndClients(t *testing.T) {
 	}
 }
 
-func TestControlAPI_StatsQuotaLicences(t *testing.T) {
+func TestControlAPI_StatsQuotaLicenses(t *testing.T) {
 	e := newEnv(t, Options{})
 	var index map[string][]string
 	if e.control("GET", "/_fake/", "", &index); len(index["endpoints"]) == 0 {
@@ -145,15 +145,15 @@ func TestControlAPI_StatsQuotaLicences(t *testing.T) {
 	tok := e.token(e.creds)
 	license(t, e, tok, e.findAsset(isPhoto).ID, "Standard", "")
 	if e.control("GET", "/_fake/quota/"+org, "", &quota); quota["quota"] != 4 {
-		t.Fatalf("quota after a licence %v", quota)
+		t.Fatalf("quota after a license %v", quota)
 	}
-	var ls []Licence
-	if e.control("GET", "/_fake/licences/"+org, "", &ls); len(ls) != 1 {
-		t.Fatalf("licences %+v", ls)
+	var ls []License
+	if e.control("GET", "/_fake/licenses/"+org, "", &ls); len(ls) != 1 {
+		t.Fatalf("licenses %+v", ls)
 	}
 	var st Stats
 	e.control("GET", "/_fake/stats", "", &st)
-	if st.Licences != 1 || st.Requests["stock.content_license"] != 1 || st.Exchanges["success"] != 1 {
+	if st.Licenses != 1 || st.Requests["stock.content_license"] != 1 || st.Exchanges["success"] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	var recs []RequestRecord

@@ -39,7 +39,7 @@
 //	/_fake/...                          the control API (see ControlPrefix)
 //
 // Blob storage, PUT /blob/{upload}/{part}?se=&sig=, is another origin: Start
-// gives it a listener of its own (StartBlob, BlobHandler). Licence download
+// gives it a listener of its own (StartBlob, BlobHandler). License download
 // URLs point at Options.DownloadBaseURL (by default the address the request
 // came to); StartDownload gives the download host a listener of its own.
 // With Options.TLS every listener speaks HTTPS with a certificate from a CA

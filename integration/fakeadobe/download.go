@@ -104,7 +104,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 			writeStockError(w, http.StatusNotFound, codeInvalidData, msgNotFound)
 			return
 		}
-	} else if !s.holdsLicence(tok.Org, id, n) {
+	} else if !s.holdsLicense(tok.Org, id, n) {
 		writeStockError(w, http.StatusNotFound, codeInvalidData, msgNotFound)
 		return
 	}
@@ -119,14 +119,14 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, fmt.Sprintf("%s/files/%d?%s", s.downloadBaseFor(r), id, v.Encode()), http.StatusFound)
 }
 
-func (s *Server) holdsLicence(org string, assetID, n int) bool {
+func (s *Server) holdsLicense(org string, assetID, n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.orgs[org]
 	if o == nil {
 		return false
 	}
-	for _, l := range o.licences {
+	for _, l := range o.licenses {
 		if l.AssetID == assetID && l.N == n {
 			return true
 		}

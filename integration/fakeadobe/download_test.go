@@ -79,7 +79,7 @@ func TestDownload_Errors(t *testing.T) {
 		{"revoked token", p + "?token=" + revoked, nil, 401, msgNotFound},
 		{"caller's key as token", p + "?token=caller-key", nil, 401, msgNotFound},
 		{"another organisation", p + "?token=" + otherTok, nil, 404, msgNotFound},
-		{"licence number never issued", fmt.Sprintf("/Rest/Libraries/Download/%d/2?token=%s", photo.ID, tok), nil, 404, msgNotFound},
+		{"license number never issued", fmt.Sprintf("/Rest/Libraries/Download/%d/2?token=%s", photo.ID, tok), nil, 404, msgNotFound},
 		{"not licensed", fmt.Sprintf("/Rest/Libraries/Download/%d/1?token=%s", e.srv.cat.assets[1].ID, tok), nil, 404, msgNotFound},
 		{"invalid image size", p + "?token=" + tok + "&size=1000", nil, 400, msgInvalidSize},
 		{"size of a vector", fmt.Sprintf("/Rest/Libraries/Download/%d/1?token=%s&size=800", vector.ID, tok), nil, 400, msgInvalidSize},
@@ -105,7 +105,7 @@ func TestDownload_Watermarked(t *testing.T) {
 	comp := strings.TrimPrefix(files[0]["comp_url"].(string), e.base)
 	resp, _ := e.get(comp+"?token="+url.QueryEscape(e.token(e.creds)), nil)
 	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("comp without a licence: %d", resp.StatusCode)
+		t.Fatalf("comp without a license: %d", resp.StatusCode)
 	}
 	file, body := e.get(strings.TrimPrefix(resp.Header.Get("Location"), e.base), nil)
 	if file.StatusCode != 200 || !strings.Contains(file.Header.Get("Content-Disposition"), "_Preview") || len(body) == 0 {
@@ -117,7 +117,7 @@ func TestDownload_Watermarked(t *testing.T) {
 }
 
 // TestDownload_SeparateHost gives the download host its own listener: the
-// licence answer points there, and the API listener's paths are not on it.
+// license answer points there, and the API listener's paths are not on it.
 func TestDownload_SeparateHost(t *testing.T) {
 	e := newEnv(t, Options{})
 	dlBase, err := e.srv.StartDownload("127.0.0.1:0")

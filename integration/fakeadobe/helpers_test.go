@@ -1,7 +1,6 @@
 package fakeadobe
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"io"
@@ -9,52 +8,20 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
-// RSA key generation takes a moment under the race detector, so the tests
-// share a few keys.
-var (
-	keysOnce sync.Once
-	testKeys [3]*rsa.PrivateKey
-)
-
+// testKey is test key i, made once per process.
 func testKey(t testing.TB, i int) *rsa.PrivateKey {
 	t.Helper()
-	keysOnce.Do(func() {
-		for j := range testKeys {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-			testKeys[j] = k
-		}
-	})
-	return testKeys[i]
+	return testutil.RSA(i)
 }
 
-// fakeClock is a settable clock, so tests expire tokens without sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC))
 }
 
 // env is one emulator behind an httptest server, with a fake clock and a
@@ -64,7 +31,7 @@ type env struct {
 	srv   *Server
 	ts    *httptest.Server
 	base  string
-	clock *fakeClock
+	clock *testutil.Clock
 	creds *Credentials
 }
 

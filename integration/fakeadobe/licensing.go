@@ -11,56 +11,56 @@ import (
 	"time"
 )
 
-// licence is one purchase of an asset by an organisation.
-type licence struct {
+// purchase is one license of an asset bought by an organisation.
+type purchase struct {
 	AssetID    int
-	Licence    string
+	License    string
 	N          int // the {n} of its download URL
 	ClientID   string
 	Date       time.Time
-	References []LicenceReference
+	References []LicenseReference
 }
 
-// LicenceReference is one enterprise licence reference sent in the body of
+// LicenseReference is one enterprise license reference sent in the body of
 // POST Content/License ({"cce_agency":[{"id":"2","value":"Project"}]}).
-type LicenceReference struct {
+type LicenseReference struct {
 	ID    string `json:"id"`
 	Value string `json:"value"`
 }
 
-// Licence is a licence as Licences reports it.
-type Licence struct {
+// License is a license as Licenses reports it.
+type License struct {
 	AssetID    int                `json:"content_id"`
-	Licence    string             `json:"license"`
+	License    string             `json:"license"`
 	N          int                `json:"n"`
 	ClientID   string             `json:"client_id"`
 	Date       time.Time          `json:"date"`
-	References []LicenceReference `json:"references,omitempty"`
+	References []LicenseReference `json:"references,omitempty"`
 }
 
-// Licences lists the licences an organisation holds, oldest first.
-func (s *Server) Licences(org string) []Licence {
+// Licenses lists the licenses an organisation holds, oldest first.
+func (s *Server) Licenses(org string) []License {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.orgs[org]
 	if o == nil {
 		return nil
 	}
-	out := make([]Licence, 0, len(o.licences))
-	for _, l := range o.licences {
-		out = append(out, Licence{l.AssetID, l.Licence, l.N, l.ClientID, l.Date, slices.Clone(l.References)})
+	out := make([]License, 0, len(o.licenses))
+	for _, l := range o.licenses {
+		out = append(out, License{l.AssetID, l.License, l.N, l.ClientID, l.Date, slices.Clone(l.References)})
 	}
 	return out
 }
 
-// licensedBy maps asset ID → the latest licence an organisation holds.
+// licensedBy maps asset ID → the latest license an organisation holds.
 func (s *Server) licensedBy(org string) map[int]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[int]string{}
 	if o := s.orgs[org]; o != nil {
-		for _, l := range o.licences {
-			m[l.AssetID] = l.Licence
+		for _, l := range o.licenses {
+			m[l.AssetID] = l.License
 		}
 	}
 	return m
@@ -83,9 +83,9 @@ func (s *Server) contentParam(w http.ResponseWriter, r *stockRequest) (*asset, b
 	return a, true
 }
 
-// licenceParam checks license against the asset's type; required says
+// licenseParam checks license against the asset's type; required says
 // whether it must be present and non-empty.
-func licenceParam(w http.ResponseWriter, r *stockRequest, a *asset, required bool) (string, bool) {
+func licenseParam(w http.ResponseWriter, r *stockRequest, a *asset, required bool) (string, bool) {
 	q := r.URL.Query()
 	lic := q.Get("license")
 	if lic == "" {
@@ -95,7 +95,7 @@ func licenceParam(w http.ResponseWriter, r *stockRequest, a *asset, required boo
 		}
 		return "", true
 	}
-	if !slices.Contains(a.licences(), lic) {
+	if !slices.Contains(a.licenses(), lic) {
 		// The exact wording of Stock's answer (the Stock licensing reference).
 		writeStockError(w, http.StatusBadRequest, codeInvalidParams,
 			fmt.Sprintf("The license %q does not match type of content #%d", lic, a.ID))
@@ -114,16 +114,16 @@ func entitlement(quota int) map[string]any {
 
 func stockDate(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
 
-func (s *Server) downloadURL(r *http.Request, l *licence) string {
+func (s *Server) downloadURL(r *http.Request, l *purchase) string {
 	return fmt.Sprintf("%s/Rest/Libraries/Download/%d/%d", s.downloadBaseFor(r), l.AssetID, l.N)
 }
 
-// latestLicenceLocked is the org's newest licence of an asset (of one
-// licence type when lic is not "").
-func latestLicenceLocked(o *orgState, assetID int, lic string) *licence {
-	for i := len(o.licences) - 1; i >= 0; i-- {
-		l := o.licences[i]
-		if l.AssetID == assetID && (lic == "" || l.Licence == lic) {
+// latestLicenseLocked is the org's newest license of an asset (of one
+// license type when lic is not "").
+func latestLicenseLocked(o *orgState, assetID int, lic string) *purchase {
+	for i := len(o.licenses) - 1; i >= 0; i-- {
+		l := o.licenses[i]
+		if l.AssetID == assetID && (lic == "" || l.License == lic) {
 			return l
 		}
 	}
@@ -136,19 +136,19 @@ func (s *Server) contentInfo(w http.ResponseWriter, r *stockRequest) {
 	if !ok {
 		return
 	}
-	lic, ok := licenceParam(w, r, a, false)
+	lic, ok := licenseParam(w, r, a, false)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	o := s.orgs[r.token.Org]
-	l := latestLicenceLocked(o, a.ID, lic)
+	l := latestLicenseLocked(o, a.ID, lic)
 	member := o.memberID
 	s.mu.Unlock()
 	details := map[string]any{"member_id": member, "state": "not_purchased"}
 	size := "Comp"
 	if l != nil {
-		details = map[string]any{"date": stockDate(l.Date), "license": l.Licence, "state": "purchased"}
+		details = map[string]any{"date": stockDate(l.Date), "license": l.License, "state": "purchased"}
 		size = "Original"
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -160,15 +160,15 @@ func (s *Server) contentInfo(w http.ResponseWriter, r *stockRequest) {
 }
 
 // contentLicense is GET or POST /Rest/Libraries/1/Content/License: it
-// licenses the asset, spending one licence of the organisation's quota,
-// unless the organisation already holds that licence (then nothing is
+// licenses the asset, spending one license of the organisation's quota,
+// unless the organisation already holds that license (then nothing is
 // charged unless license_again=true).
 func (s *Server) contentLicense(w http.ResponseWriter, r *stockRequest) {
 	a, ok := s.contentParam(w, r)
 	if !ok {
 		return
 	}
-	lic, ok := licenceParam(w, r, a, true)
+	lic, ok := licenseParam(w, r, a, true)
 	if !ok {
 		return
 	}
@@ -181,10 +181,10 @@ func (s *Server) contentLicense(w http.ResponseWriter, r *stockRequest) {
 		writeStockError(w, http.StatusBadRequest, codeInvalidParams, "Invalid value for license_again: "+strconv.Quote(v))
 		return
 	}
-	var refs []LicenceReference
+	var refs []LicenseReference
 	if r.Method == http.MethodPost {
 		var err error
-		if refs, err = licenceReferences(w, r.Request); err != nil {
+		if refs, err = licenseReferences(w, r.Request); err != nil {
 			writeStockError(w, http.StatusBadRequest, codeInvalidParams, err.Error())
 			return
 		}
@@ -193,7 +193,7 @@ func (s *Server) contentLicense(w http.ResponseWriter, r *stockRequest) {
 	s.mu.Lock()
 	o := s.orgs[r.token.Org]
 	state := "purchased"
-	l := latestLicenceLocked(o, a.ID, lic)
+	l := latestLicenseLocked(o, a.ID, lic)
 	switch {
 	case l != nil && !again:
 		// Already licensed: download again for free.
@@ -202,17 +202,17 @@ func (s *Server) contentLicense(w http.ResponseWriter, r *stockRequest) {
 	default:
 		o.quota--
 		n := 1
-		if prev := latestLicenceLocked(o, a.ID, ""); prev != nil {
+		if prev := latestLicenseLocked(o, a.ID, ""); prev != nil {
 			n = prev.N + 1
 		}
-		l = &licence{AssetID: a.ID, Licence: lic, N: n, ClientID: r.token.ClientID, Date: now, References: refs}
-		o.licences = append(o.licences, l)
+		l = &purchase{AssetID: a.ID, License: lic, N: n, ClientID: r.token.ClientID, Date: now, References: refs}
+		o.licenses = append(o.licenses, l)
 		state = "just_purchased"
 	}
 	quota, member := o.quota, o.memberID
 	s.mu.Unlock()
 	if state == "just_purchased" {
-		s.rec.countLicence()
+		s.rec.countLicense()
 	}
 
 	details := map[string]any{"state": state, "license": lic, "content_type": a.ContentType, "width": a.Width, "height": a.Height}
@@ -239,33 +239,33 @@ func (s *Server) contentLicense(w http.ResponseWriter, r *stockRequest) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// licenceReferences reads the optional JSON body of POST Content/License:
+// licenseReferences reads the optional JSON body of POST Content/License:
 // the documented {"cce_agency":[...]} or the PHP SDK's bare array.
-func licenceReferences(w http.ResponseWriter, r *http.Request) ([]LicenceReference, error) {
+func licenseReferences(w http.ResponseWriter, r *http.Request) ([]LicenseReference, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
-		return nil, invalidParam("The licence references body is too large")
+		return nil, invalidParam("The license references body is too large")
 	}
 	if strings.TrimSpace(string(body)) == "" {
 		return nil, nil
 	}
 	var wrapped struct {
-		CCEAgency []LicenceReference `json:"cce_agency"`
+		CCEAgency []LicenseReference `json:"cce_agency"`
 	}
 	if err := json.Unmarshal(body, &wrapped); err == nil && wrapped.CCEAgency != nil {
 		return wrapped.CCEAgency, validReferences(wrapped.CCEAgency)
 	}
-	var bare []LicenceReference
+	var bare []LicenseReference
 	if err := json.Unmarshal(body, &bare); err == nil {
 		return bare, validReferences(bare)
 	}
-	return nil, invalidParam(`Invalid licence references: send {"cce_agency":[{"id":"...","value":"..."}]}`)
+	return nil, invalidParam(`Invalid license references: send {"cce_agency":[{"id":"...","value":"..."}]}`)
 }
 
-func validReferences(refs []LicenceReference) error {
+func validReferences(refs []LicenseReference) error {
 	for _, ref := range refs {
 		if ref.ID == "" {
-			return invalidParam("Invalid licence reference: id is required")
+			return invalidParam("Invalid license reference: id is required")
 		}
 	}
 	return nil
@@ -278,7 +278,7 @@ func (s *Server) memberProfile(w http.ResponseWriter, r *stockRequest) {
 		if !ok {
 			return
 		}
-		if _, ok := licenceParam(w, r, a, false); !ok {
+		if _, ok := licenseParam(w, r, a, false); !ok {
 			return
 		}
 	}
@@ -304,7 +304,7 @@ func (s *Server) memberProfile(w http.ResponseWriter, r *stockRequest) {
 }
 
 // licenseHistory is GET /Rest/Libraries/1/Member/LicenseHistory: the
-// caller's own licences, or the whole organisation's with all=true; newest
+// caller's own licenses, or the whole organisation's with all=true; newest
 // first.
 func (s *Server) licenseHistory(w http.ResponseWriter, r *stockRequest) {
 	q := r.URL.Query()
@@ -347,10 +347,10 @@ func (s *Server) licenseHistory(w http.ResponseWriter, r *stockRequest) {
 		return
 	}
 	s.mu.Lock()
-	var mine []licence
+	var mine []purchase
 	o := s.orgs[r.token.Org]
-	for i := len(o.licences) - 1; i >= 0; i-- {
-		if l := o.licences[i]; all || l.ClientID == r.token.ClientID {
+	for i := len(o.licenses) - 1; i >= 0; i-- {
+		if l := o.licenses[i]; all || l.ClientID == r.token.ClientID {
 			mine = append(mine, *l)
 		}
 	}
@@ -363,7 +363,7 @@ func (s *Server) licenseHistory(w http.ResponseWriter, r *stockRequest) {
 		f := rd.render(a, append([]string{"id", "title", "creator_name", "creator_id", "media_type_id",
 			"vector_type", "content_type", "width", "height", "details_url",
 			"thumbnail_url", "thumbnail_width", "thumbnail_height"}, extra...))
-		f["license"] = l.Licence
+		f["license"] = l.License
 		f["license_date"] = l.Date.UTC().Format("1/2/06, 3:04 PM")
 		f["download_url"] = s.downloadURL(r.Request, &l)
 		files = append(files, f)

@@ -47,7 +47,7 @@ func TestContentLicense_QuotaAndLicenseAgain(t *testing.T) {
 		quota       int
 		url         string
 	}{
-		{"first licence", "", "just_purchased", 1, "/1"},
+		{"first license", "", "just_purchased", 1, "/1"},
 		{"again, not charged", "", "purchased", 1, "/1"},
 		{"license_again charges", "&license_again=true", "just_purchased", 0, "/2"},
 		{"no quota left, but already licensed", "", "purchased", 0, "/2"},
@@ -66,11 +66,11 @@ func TestContentLicense_QuotaAndLicenseAgain(t *testing.T) {
 			t.Fatalf("%s: url %q, want %q", s.name, got, wantURL)
 		}
 	}
-	if n := e.srv.Stats().Licences; n != 2 {
-		t.Errorf("Stats().Licences = %d, want 2", n)
+	if n := e.srv.Stats().Licenses; n != 2 {
+		t.Errorf("Stats().Licenses = %d, want 2", n)
 	}
-	if ls := e.srv.Licences(e.creds.OrgID); len(ls) != 2 || ls[1].N != 2 || ls[0].ClientID != e.creds.ClientID {
-		t.Errorf("Licences %+v", ls)
+	if ls := e.srv.Licenses(e.creds.OrgID); len(ls) != 2 || ls[1].N != 2 || ls[0].ClientID != e.creds.ClientID {
+		t.Errorf("Licenses %+v", ls)
 	}
 }
 
@@ -84,10 +84,10 @@ func TestContentLicense_Errors(t *testing.T) {
 		status      int
 		code, msg   string
 	}{
-		{"licence of another content type", fmt.Sprintf("content_id=%d&license=Standard", video.ID), 400, "020",
+		{"license of another content type", fmt.Sprintf("content_id=%d&license=Standard", video.ID), 400, "020",
 			fmt.Sprintf("The license \"Standard\" does not match type of content #%d", video.ID)},
 		{"Video_4K for an image", fmt.Sprintf("content_id=%d&license=Video_4K", photo.ID), 400, "020", "does not match"},
-		{"missing licence", fmt.Sprintf("content_id=%d", photo.ID), 400, "020", "license"},
+		{"missing license", fmt.Sprintf("content_id=%d", photo.ID), 400, "020", "license"},
 		{"missing content_id", "license=Standard", 400, "020", "content_id"},
 		{"unknown content", "content_id=99&license=Standard", 404, "100", "#99"},
 		{"bad license_again", fmt.Sprintf("content_id=%d&license=Standard&license_again=maybe", photo.ID), 400, "020", "license_again"},
@@ -102,7 +102,7 @@ func TestContentLicense_Errors(t *testing.T) {
 		})
 	}
 	if q := e.srv.Quota(e.creds.OrgID); q != DefaultQuota {
-		t.Errorf("refused licences spent quota: %d left", q)
+		t.Errorf("refused licenses spent quota: %d left", q)
 	}
 }
 
@@ -117,7 +117,7 @@ func TestContentLicense_POSTWithReferences(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	if ls := e.srv.Licences(e.creds.OrgID); len(ls) != 1 || ls[0].References[0].Value != "Project Banana" {
+	if ls := e.srv.Licenses(e.creds.OrgID); len(ls) != 1 || ls[0].References[0].Value != "Project Banana" {
 		t.Fatalf("references not recorded: %+v", ls)
 	}
 	resp, body = e.do(http.MethodPost, path, h, strings.NewReader(`{"cce_agency":`))
@@ -166,11 +166,11 @@ func TestMemberProfile(t *testing.T) {
 	video := e.findAsset(func(a *asset) bool { return a.MediaType == mediaVideo })
 	resp, _ := e.get(fmt.Sprintf("%s?content_id=%d&license=Standard", profilePath, video.ID), stockHeaders(e.creds, tok))
 	if resp.StatusCode != 400 {
-		t.Fatalf("mismatched licence: %d", resp.StatusCode)
+		t.Fatalf("mismatched license: %d", resp.StatusCode)
 	}
 }
 
-// TestLicenseHistory: the caller's own licences, or the organisation's with
+// TestLicenseHistory: the caller's own licenses, or the organisation's with
 // all=true, newest first, with download URLs on the download host.
 func TestLicenseHistory(t *testing.T) {
 	e := newEnv(t, Options{DownloadBaseURL: "http://127.0.0.1:1/dl"})
@@ -194,7 +194,7 @@ func TestLicenseHistory(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	resp, body := e.get(fmt.Sprintf("/Rest/Libraries/1/Content/License?content_id=%d&license=Standard", photos[2].ID), stockHeaders(colleague, colTok))
 	if resp.StatusCode != 200 {
-		t.Fatalf("colleague licence: %d %s", resp.StatusCode, body)
+		t.Fatalf("colleague license: %d %s", resp.StatusCode, body)
 	}
 	history := func(query string) map[string]any {
 		resp, body := e.get("/Rest/Libraries/1/Member/LicenseHistory?"+query, stockHeaders(e.creds, tok))

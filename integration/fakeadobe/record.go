@@ -67,8 +67,8 @@ type Stats struct {
 	TokensPresented map[TokenState]int `json:"tokens_presented"`
 	// Injected counts answers made by fault injection.
 	Injected int `json:"injected"`
-	// Licences counts Stock licences that spent quota.
-	Licences int `json:"licences"`
+	// Licenses counts Stock licenses that spent quota.
+	Licenses int `json:"licenses"`
 }
 
 type recorder struct {
@@ -120,9 +120,9 @@ func (r *recorder) countExchange(outcome string) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) countLicence() {
+func (r *recorder) countLicense() {
 	r.mu.Lock()
-	r.stats.Licences++
+	r.stats.Licenses++
 	r.mu.Unlock()
 }
 

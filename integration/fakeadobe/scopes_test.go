@@ -42,7 +42,7 @@ func (e *env) oauthToken(c *Credentials, scope string) string {
 
 func TestTokenScoping_EachServiceAcceptsOnlyTokensIssuedForIt(t *testing.T) {
 	e := newEnv(t, Options{})
-	licence := "/Rest/Libraries/1/Member/LicenseHistory"
+	license := "/Rest/Libraries/1/Member/LicenseHistory"
 	tests := []struct {
 		name      string
 		token     string
@@ -60,7 +60,7 @@ func TestTokenScoping_EachServiceAcceptsOnlyTokensIssuedForIt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := e.get(licence, stockHeaders(e.creds, tt.token))
+			resp, body := e.get(license, stockHeaders(e.creds, tt.token))
 			if resp.StatusCode != tt.stock || (tt.stockCode != "" && mustJSON(t, body)["error_code"] != tt.stockCode) {
 				t.Errorf("Stock: %d %s, want %d %s", resp.StatusCode, body, tt.stock, tt.stockCode)
 			}

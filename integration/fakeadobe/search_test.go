@@ -201,7 +201,7 @@ func TestSearchFiles_ResultColumns(t *testing.T) {
 	}
 }
 
-// TestSearchFiles_IsLicensedPerOrganisation: a licence shows in the
+// TestSearchFiles_IsLicensedPerOrganisation: a license shows in the
 // licensing organisation's searches only, and only with a token.
 func TestSearchFiles_IsLicensedPerOrganisation(t *testing.T) {
 	e := newEnv(t, Options{})

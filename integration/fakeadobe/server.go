@@ -34,7 +34,7 @@ type Options struct {
 	// each request ("http://" + Host), which is right whenever the client
 	// was configured with the address it connects to.
 	IMSBaseURL string
-	// DownloadBaseURL is the base of licence download URLs (stock.adobe.com
+	// DownloadBaseURL is the base of license download URLs (stock.adobe.com
 	// in production). Empty: derived from each request, so the API and the
 	// download host share one listener.
 	DownloadBaseURL string
@@ -304,7 +304,7 @@ func (s *Server) Start(addr string) (string, error) {
 }
 
 // StartDownload gives the download host its own loopback listener (serving
-// DownloadHandler) and makes licence answers point at it. It returns its
+// DownloadHandler) and makes license answers point at it. It returns its
 // base URL.
 func (s *Server) StartDownload(addr string) (string, error) {
 	u, err := s.start(addr, s.DownloadHandler(), true)
@@ -417,7 +417,7 @@ func (s *Server) TokenLifetime() time.Duration {
 	return s.lifetime
 }
 
-// SetDownloadBaseURL sets the base of licence download URLs; "" derives it
+// SetDownloadBaseURL sets the base of license download URLs; "" derives it
 // from each request.
 func (s *Server) SetDownloadBaseURL(u string) {
 	s.mu.Lock()

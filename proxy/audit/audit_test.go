@@ -81,3 +81,30 @@ func TestScanLinesBackward(t *testing.T) {
 		}
 	}
 }
+
+// A line longer than any record (garbage something else wrote into the
+// file) is skipped when the day is counted, so the proxy still starts —
+// and `imsproxy check`, which only checks the file can be read, agrees.
+func TestOpen_SkipsAnOverLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	now := time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	line := func(at time.Time) {
+		b, _ := json.Marshal(Record{Time: at, Route: "stock", Outcome: OutcomeLicensed, ContentID: "1"})
+		buf.Write(append(b, '\n'))
+	}
+	line(now.Add(-2 * time.Hour))
+	buf.WriteString(strings.Repeat("x", 3*maxAuditLine) + "\n")
+	line(now.Add(-time.Hour))
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(path, now, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer a.Close()
+	if got := a.LicensesOn(UTCDay(now), "stock"); got != 2 {
+		t.Errorf("%d licenses counted, want the 2 around the garbage", got)
+	}
+}

@@ -23,6 +23,8 @@ func (c *Cache) Handler(next http.Handler) http.Handler {
 	return &stage{c: c, next: next}
 }
 
+var _ http.Handler = (*stage)(nil)
+
 type stage struct {
 	c    *Cache
 	next http.Handler

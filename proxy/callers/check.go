@@ -26,6 +26,8 @@ func Check(file *File, refused RefusedFunc, next http.Handler) http.Handler {
 	return &check{file: file, refused: refused, next: next}
 }
 
+var _ http.Handler = (*check)(nil)
+
 type check struct {
 	file    *File
 	refused RefusedFunc

@@ -37,6 +37,12 @@ func (e *SpentError) Error() string {
 	return "the " + strconv.Itoa(e.Limit) + " licenses of the day are made"
 }
 
+var (
+	_ Budget = (*DailyLimit)(nil)
+	_ Budget = unlimited{}
+	_ Slot   = dailySlot{}
+)
+
 // DailyLimit is a Budget kept in this process, its count rebuilt from the
 // audit log at start.
 type DailyLimit struct {

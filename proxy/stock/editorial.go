@@ -208,11 +208,11 @@ func (p *Policy) editorialCheckFailed(w http.ResponseWriter, r *http.Request, a 
 	case ee.kind == failUnlisted:
 		status = http.StatusForbidden
 		route.Error(w, r, status, route.CodeEditorialUseOnly,
-			"Stock's search does not list content "+id+", so the proxy cannot confirm that it is not editorial use only and did not request the license; check the id, or send "+AllowEditorialHeader+": true to license it anyway.")
+			"Stock's search does not list content "+id+", so the proxy cannot confirm that it is not editorial use only and did not request the license; check the id, or send "+allowEditorialHeader+": true to license it anyway.")
 	default:
 		status = http.StatusForbidden
 		route.Error(w, r, status, route.CodeEditorialUseOnly,
-			"Stock's search did not say whether content "+id+" is editorial use only, so the license was not requested; send "+AllowEditorialHeader+": true to license it anyway.")
+			"Stock's search did not say whether content "+id+" is editorial use only, so the license was not requested; send "+allowEditorialHeader+": true to license it anyway.")
 	}
 	a.settle(audit.OutcomeEditorialCheck, status, 0, "")
 }

@@ -173,7 +173,7 @@ func (p *Policy) guard(w http.ResponseWriter, r *http.Request, allowEditorial bo
 	case editorial:
 		a.rec.Editorial = "yes"
 		a.refuse(w, r, http.StatusForbidden, route.CodeEditorialUseOnly,
-			"Content "+lr.ContentID+" is editorial use only (Stock marks it so): it may not be used commercially; to license it anyway, send "+AllowEditorialHeader+": true.")
+			"Content "+lr.ContentID+" is editorial use only (Stock marks it so): it may not be used commercially; to license it anyway, send "+allowEditorialHeader+": true.")
 		return nil, false
 	}
 	a.rec.Editorial = "no"

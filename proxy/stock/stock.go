@@ -20,9 +20,9 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/route"
 )
 
-// AllowEditorialHeader is how a caller accepts an editorial-use-only
+// allowEditorialHeader is how a caller accepts an editorial-use-only
 // asset. It is the proxy's own header and never goes upstream.
-const AllowEditorialHeader = "X-Imsproxy-Allow-Editorial"
+const allowEditorialHeader = "X-Imsproxy-Allow-Editorial"
 
 // Auditor records licensing attempts (the audit log).
 type Auditor interface {
@@ -91,8 +91,8 @@ func New(rc *config.Route, opts Options) *Policy {
 // Handler returns the policy stage in front of next.
 func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allowEditorial := strings.EqualFold(strings.TrimSpace(r.Header.Get(AllowEditorialHeader)), "true")
-		delete(r.Header, AllowEditorialHeader)
+		allowEditorial := strings.EqualFold(strings.TrimSpace(r.Header.Get(allowEditorialHeader)), "true")
+		delete(r.Header, allowEditorialHeader)
 		switch classify(r.URL.Path) {
 		case pathLicense:
 			p.license(w, r, next, allowEditorial)

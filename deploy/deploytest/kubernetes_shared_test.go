@@ -118,9 +118,12 @@ func TestKubernetes_SharedServiceIsWired(t *testing.T) {
 	if delay == 0 {
 		t.Error("no IMSPROXY_SHUTDOWN_DELAY: a replica stops taking connections before every node has removed it from the Service")
 	}
-	grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if grace == nil || time.Duration(*grace)*time.Second <= delay+drain {
-		t.Errorf("terminationGracePeriodSeconds %v: want more than IMSPROXY_SHUTDOWN_DELAY + IMSPROXY_SHUTDOWN_TIMEOUT (%s)", grace, delay+drain)
+	grace := 30 * time.Second // the API server's default
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if grace <= delay+drain {
+		t.Errorf("terminationGracePeriodSeconds %s: want more than IMSPROXY_SHUTDOWN_DELAY + IMSPROXY_SHUTDOWN_TIMEOUT (%s)", grace, delay+drain)
 	}
 
 	if !loopback(env["IMSPROXY_ADMIN_LISTEN"]) && (env["IMSPROXY_ADMIN_ALLOW_REMOTE"] != "true" || env["IMSPROXY_ADMIN_TOKEN_FILE"] == "") {
@@ -176,7 +179,7 @@ func TestKubernetes_NetworkPolicyGuardsTheAdminPort(t *testing.T) {
 			for _, peer := range rule.From {
 				ns := peer.NamespaceSelector
 				if peer.IPBlock != nil || ns == nil || ns.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" || peer.PodSelector == nil {
-					t.Errorf("rule %d admits the admin port from %s: want Prometheus's pods in the monitoring namespace only", i+1, jsonCompact(peer))
+					t.Errorf("rule %d admits the admin port from %s: want Prometheus's pods in the monitoring namespace only", i+1, oneLine(peer))
 				}
 			}
 		}
@@ -202,7 +205,7 @@ func TestKubernetes_NetworkPolicyGuardsTheAdminPort(t *testing.T) {
 	for i, rule := range redisPolicy.Spec.Ingress {
 		for _, peer := range rule.From {
 			if peer.NamespaceSelector != nil || peer.IPBlock != nil || !selects(peer.PodSelector, podLabels) {
-				t.Errorf("Redis rule %d admits %s: want the proxy's pods only", i+1, jsonCompact(peer))
+				t.Errorf("Redis rule %d admits %s: want the proxy's pods only", i+1, oneLine(peer))
 			}
 		}
 		if len(rule.From) == 0 {

@@ -73,7 +73,7 @@ func TestKubernetes_SidecarIsNative(t *testing.T) {
 		case pr.probe.Exec == nil:
 			// The kubelet sends HTTP and TCP probes to the pod's IP; the
 			// admin listener is on 127.0.0.1.
-			t.Errorf("%s: %s, want an exec probe: the admin listener is on loopback, out of the kubelet's reach", pr.name, jsonCompact(pr.probe.ProbeHandler))
+			t.Errorf("%s: %s, want an exec probe: the admin listener is on loopback, out of the kubelet's reach", pr.name, oneLine(pr.probe.ProbeHandler))
 		case !slices.Equal(pr.probe.Exec.Command, pr.want):
 			t.Errorf("%s runs %q, want %q", pr.name, pr.probe.Exec.Command, pr.want)
 		}

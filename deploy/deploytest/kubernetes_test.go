@@ -550,8 +550,8 @@ func checkWritable(t *testing.T, p pod, c corev1.Container, env map[string]strin
 	}
 }
 
-// jsonCompact is for messages: a value as one line of JSON.
-func jsonCompact(v any) string {
+// oneLine is for messages: a value as one line of YAML.
+func oneLine(v any) string {
 	b, _ := yaml.Marshal(v)
 	return string(bytes.ReplaceAll(bytes.TrimSpace(b), []byte("\n"), []byte("; ")))
 }

@@ -34,7 +34,7 @@ FROM build AS build-imsproxy
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
-RUN GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/config.Version=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
+RUN GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/internal/version.release=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
 
 # The emulator: hands out tokens to anyone who asks, so it listens on
 # loopback only; docker-compose.yml puts imsproxy in its network namespace.
@@ -60,10 +60,11 @@ LABEL org.opencontainers.image.title="imsproxy" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="gcr.io/distroless/static-debian12:nonroot"
 COPY --from=build-imsproxy /out/imsproxy /usr/local/bin/imsproxy
 USER nonroot:nonroot
-# stock, aem, admin (the default ports; they bind to loopback unless
+# stock, aem, admin (the default listeners; they bind to loopback unless
 # IMSPROXY_*_LISTEN say otherwise)
 EXPOSE 8080 8081 9090
 # Asks the admin listener (IMSPROXY_ADMIN_LISTEN) for /readyz: healthy once

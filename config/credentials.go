@@ -201,8 +201,9 @@ func (s *credentialSource) clientSecret(ps *Problems) string {
 var metascopeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // defaultMetascopes is the metascope a route type uses when none is
-// configured (SPEC §3): Stock's documented one (seed 003) and the one AEM
-// service credentials carry (adobe-facts §3.1). Generic routes have none.
+// configured: for Stock the one Adobe Stock's Access API Reference requires
+// in the JWT, for AEM the one AEM as a Cloud Service service credentials
+// carry. Generic routes have none.
 func defaultMetascopes(t RouteType) []string {
 	switch t {
 	case TypeStock:
@@ -315,6 +316,7 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 		reqs = []requirement{
 			{c.ClientID == "", "CLIENT_ID", fieldClientID, []string{"CREDENTIALS_FILE"}, ""},
 			{c.ClientSecret.IsZero(), "CLIENT_SECRET", fieldClientSecret, []string{"CLIENT_SECRET_FILE", "CREDENTIALS_FILE"}, ""},
+			{len(c.Scopes) == 0, "SCOPES", "", nil, ": copy the credential's scopes from the Adobe Developer Console, e.g. openid,AdobeID"},
 		}
 	case AuthToken:
 		reqs = []requirement{{c.AccessToken.IsZero(), "ACCESS_TOKEN", "", []string{"ACCESS_TOKEN_FILE"}, ""}}
@@ -346,7 +348,11 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 			for i, a := range r.alt {
 				alts[i] = s.v(a)
 			}
-			ps.add(s.v(r.suffix), "required for AUTH=%s%s (or set %s)", s.auth, r.hint, strings.Join(alts, " or "))
+			or := ""
+			if len(alts) > 0 {
+				or = " (or set " + strings.Join(alts, " or ") + ")"
+			}
+			ps.add(s.v(r.suffix), "required for AUTH=%s%s%s", s.auth, r.hint, or)
 		}
 	}
 }

@@ -102,7 +102,7 @@ func TestLoad_CredentialsFilePrecedence(t *testing.T) {
 		}
 	})
 	t.Run("oauth takes client id and secret from the file", func(t *testing.T) {
-		r := base(t, map[string]any{"privateKey": nil, "org": nil, "id": nil}, "IMSPROXY_AEM_AUTH", "oauth")
+		r := base(t, map[string]any{"privateKey": nil, "org": nil, "id": nil}, "IMSPROXY_AEM_AUTH", "oauth", "IMSPROXY_AEM_SCOPES", "openid")
 		if r.Auth != AuthOAuth || r.Credentials.ClientID != "cm-p1-e2-integration" {
 			t.Errorf("route = %+v", r)
 		}
@@ -278,7 +278,7 @@ func TestLoad_CertificateFile(t *testing.T) {
 		})
 	}
 	t.Run("expiry does not matter without JWT", func(t *testing.T) {
-		mustLoad(t, with(jwt, "IMSPROXY_AEM_AUTH", "oauth",
+		mustLoad(t, with(jwt, "IMSPROXY_AEM_AUTH", "oauth", "IMSPROXY_AEM_SCOPES", "openid",
 			"IMSPROXY_AEM_CERTIFICATE_FILE", writeFile(t, "c.crt", certPEM(t, rsaKey(0), testNow.AddDate(-1, 0, 0)))))
 	})
 }
@@ -370,7 +370,7 @@ func TestRoute_ReloadCredentials(t *testing.T) {
 	})
 	t.Run("client secret file", func(t *testing.T) {
 		f := writeFile(t, "client-secret", "p8e-first\n")
-		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_CLIENT_SECRET_FILE": f}).Routes[0]
+		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", "IMSPROXY_STOCK_CLIENT_SECRET_FILE": f}).Routes[0]
 		if err := os.WriteFile(f, []byte("p8e-second\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Field paths in an AEM as a Cloud Service service-credentials file
-// (adobe-facts §3.1), as messages name them.
+// Field paths in an AEM as a Cloud Service service-credentials file (the
+// JSON the AEM Developer Console downloads), as messages name them.
 const (
 	fieldIMSEndpoint  = "integration.imsEndpoint"
 	fieldMetascopes   = "integration.metascopes"
@@ -165,9 +165,9 @@ func parseServiceCredentials(v string, data []byte) (serviceCredentials, Problem
 			sc.CertificateExpiry = c.NotAfter
 		}
 	}
-	// certificateExpirationDate is seen only in third-party material
-	// (adobe-facts §3.1), inside or next to integration; the certificate
-	// itself is authoritative when present.
+	// certificateExpirationDate is seen only in third-party material, not
+	// in Adobe's documentation, inside or next to integration; the
+	// certificate itself is authoritative when present.
 	for _, field := range []string{"integration." + fieldCertExpiry, fieldCertExpiry} {
 		s := str(field)
 		if s == "" || sc.Certificate != nil {

@@ -146,7 +146,7 @@ func environ(m map[string]string) []string {
 // mustLoad loads env at testNow and fails the test on any problem.
 func mustLoad(t *testing.T, env map[string]string) *Config {
 	t.Helper()
-	c, err := load(environ(env), func() time.Time { return testNow })
+	c, err := load(environ(env), func() time.Time { return testNow }, "dev")
 	if err != nil {
 		t.Fatalf("Load: unexpected problems:\n%v", err)
 	}
@@ -157,7 +157,7 @@ func mustLoad(t *testing.T, env map[string]string) *Config {
 // message" lines, failing the test when there are none.
 func loadProblems(t *testing.T, env map[string]string) []string {
 	t.Helper()
-	c, err := load(environ(env), func() time.Time { return testNow })
+	c, err := load(environ(env), func() time.Time { return testNow }, "dev")
 	if err == nil {
 		t.Fatalf("Load: want problems, got none (config %+v)", c)
 	}
@@ -198,6 +198,7 @@ func oauthStock() map[string]string {
 	return map[string]string{
 		"IMSPROXY_STOCK_CLIENT_ID":     "stock-client",
 		"IMSPROXY_STOCK_CLIENT_SECRET": "stock-secret",
+		"IMSPROXY_STOCK_SCOPES":        "openid,AdobeID",
 	}
 }
 

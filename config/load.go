@@ -5,31 +5,29 @@ import (
 	"net"
 	"strings"
 	"time"
-)
 
-// Version is imsproxy's version, set at build time with
-// -ldflags "-X github.com/imsproxy/imsproxy/config.Version=1.2.3". The
-// default X-Product of stock routes is "imsproxy/" + Version.
-var Version = "dev"
+	"github.com/imsproxy/imsproxy/internal/version"
+)
 
 // loader holds what one Load works from.
 type loader struct {
-	env map[string]string // the IMSPROXY_ variables with a non-empty value
-	now func() time.Time  // for certificate expiry
+	env     map[string]string // the IMSPROXY_ variables with a non-empty value
+	now     func() time.Time  // for certificate expiry
+	version string            // in the default X-Product, "imsproxy/<version>"
 }
 
 // Load reads the configuration from environ, in os.Environ form ("K=V"),
-// and validates it (SPEC §3). Besides the files the variables name it does
+// and validates it. Besides the files the variables name it does
 // no I/O. A variable set to the empty string counts as unset, as for env
 // defaults, so a compose file can pass "${X:-}" through.
 //
 // On any problem it returns a nil Config and Problems holding every problem
 // found, so that an operator fixes them all in one round.
-func Load(environ []string) (*Config, error) { return load(environ, time.Now) }
+func Load(environ []string) (*Config, error) { return load(environ, time.Now, version.String()) }
 
-// load is Load with the clock injected.
-func load(environ []string, now func() time.Time) (*Config, error) {
-	l := &loader{env: make(map[string]string), now: now}
+// load is Load with the clock and the version injected.
+func load(environ []string, now func() time.Time, version string) (*Config, error) {
+	l := &loader{env: make(map[string]string), now: now, version: version}
 	for _, kv := range environ {
 		if k, val, ok := strings.Cut(kv, "="); ok && val != "" && strings.HasPrefix(k, prefix) {
 			l.env[k] = val
@@ -61,6 +59,7 @@ func load(environ []string, now func() time.Time) (*Config, error) {
 	}
 	checkNameClashes(&ps, names)
 	checkListeners(&ps, cfg)
+	checkGuards(&ps, cfg)
 	l.checkUnknown(&ps, names, g.Routes != "")
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -99,17 +98,10 @@ func (l *loader) globals(ps *Problems, cfg *Config, g globalVars) {
 	if g.ShutdownTimeout < 0 {
 		ps.add(prefix+"SHUTDOWN_TIMEOUT", "must be 0 or more, e.g. 15s")
 	}
-	if g.CallersFile != "" {
-		// Read here only to fail at start rather than on the first request;
-		// the proxy parses it.
-		if _, msg := readFile(g.CallersFile); msg != "" {
-			ps.add(prefix+"CALLERS_FILE", "%s", msg)
-		}
-	}
 }
 
 // routeNames returns the enabled routes: IMSPROXY_ROUTES, or else stock and
-// aem, each when one of its variables is set (SPEC §2).
+// aem, each when one of its variables is set.
 func (l *loader) routeNames(ps *Problems, routes string) []string {
 	var names []string
 	if routes == "" {
@@ -164,9 +156,9 @@ func checkNameClashes(ps *Problems, names []string) {
 	}
 }
 
-// checkListeners enforces SPEC §6: listeners bind to loopback unless the
-// operator says who may call (or accepts that anyone may), and no two
-// listeners share an address.
+// checkListeners keeps the credentials off the network by default:
+// listeners bind to loopback unless the operator says who may call (or
+// accepts that anyone may), and no two listeners share an address.
 func checkListeners(ps *Problems, cfg *Config) {
 	type listener struct{ v, addr, host, port string }
 	var ls []listener

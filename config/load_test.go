@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -106,6 +107,7 @@ func TestLoad_StockOptions(t *testing.T) {
 		"IMSPROXY_STOCK_TIMEOUT", "5s",
 		"IMSPROXY_STOCK_MAX_BODY_BYTES", "1000",
 		"IMSPROXY_STOCK_SCOPES", "openid, AdobeID,,",
+		"IMSPROXY_AUDIT_LOG", filepath.Join(t.TempDir(), "audit.log"),
 	)).Routes[0]
 	if r.Listen != "localhost:18080" || r.Upstream.String() != "http://127.0.0.1:7000/base" ||
 		r.Product != "MyApp/2.0" || !r.AllowLicense || r.LicenseDailyLimit != 10 ||
@@ -121,10 +123,11 @@ func TestLoad_StockOptions(t *testing.T) {
 }
 
 func TestLoad_ProductDefaultFollowsVersion(t *testing.T) {
-	old := Version
-	t.Cleanup(func() { Version = old })
-	Version = "1.2.3"
-	if p := mustLoad(t, oauthStock()).Routes[0].Product; p != "imsproxy/1.2.3" {
+	cfg, err := load(environ(oauthStock()), func() time.Time { return testNow }, "1.2.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Routes[0].Product; p != "imsproxy/1.2.3" {
 		t.Errorf("product = %q, want imsproxy/1.2.3", p)
 	}
 }
@@ -180,7 +183,7 @@ func TestLoad_AuthInference(t *testing.T) {
 		want AuthKind
 	}{
 		{"client id and secret: oauth", oauthStock(), AuthOAuth},
-		{"client id and secret file: oauth", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c",
+		{"client id and secret file: oauth", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid",
 			"IMSPROXY_STOCK_CLIENT_SECRET_FILE": writeFile(t, "secret", "s\n")}, AuthOAuth},
 		{"private key file: jwt", with(oauthStock(), append(jwtVars, "IMSPROXY_STOCK_PRIVATE_KEY_FILE", key)...), AuthJWT},
 		{"private key: jwt", with(oauthStock(), append(jwtVars, "IMSPROXY_STOCK_PRIVATE_KEY", pkcs8PEM(t, rsaKey(0)))...), AuthJWT},

@@ -206,6 +206,8 @@ func TestConfig_PrintsNoSecrets(t *testing.T) {
 		"IMSPROXY_ROUTES":                "stock,aem,bp",
 		"IMSPROXY_STOCK_CLIENT_ID":       "stock-client",
 		"IMSPROXY_STOCK_CLIENT_SECRET":   "ClientSecretValue0123456789",
+		"IMSPROXY_STOCK_SCOPES":          "openid",
+		"IMSPROXY_BP_SCOPES":             "openid",
 		"IMSPROXY_AEM_UPSTREAM":          "https://author.example.com",
 		"IMSPROXY_AEM_ACCESS_TOKEN":      "AccessTokenValue0123456789",
 		"IMSPROXY_BP_LISTEN":             "127.0.0.1:8082",

@@ -80,7 +80,7 @@ func normalizePEM(b []byte) []byte {
 }
 
 // pemBlocks decodes every PEM block in data. pem.Decode accepts \r\n line
-// endings, as in AEM service credentials (adobe-facts §1.5).
+// endings, as AEM service credentials have inside their JSON strings.
 func pemBlocks(data []byte) []*pem.Block {
 	var blocks []*pem.Block
 	rest := normalizePEM(data)

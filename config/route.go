@@ -7,7 +7,7 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
-// routeDefaults returns the defaults that depend on the route type (SPEC §3).
+// routeDefaults returns the defaults that depend on the route type.
 // env leaves a field alone when its variable is unset, so these survive
 // parsing unless the operator overrides them.
 func routeDefaults(t RouteType, version string) routeVars {
@@ -25,7 +25,7 @@ func routeDefaults(t RouteType, version string) routeVars {
 }
 
 // routeType returns the route's type: TYPE when set, else the name when it
-// is stock or aem, else generic (SPEC §2). An invalid TYPE is reported by
+// is stock or aem, else generic. An invalid TYPE is reported by
 // ok=false; the name's default is returned so that validation goes on with
 // the type the operator most likely meant.
 func routeType(name, typ string) (t RouteType, ok bool) {
@@ -41,8 +41,9 @@ func routeType(name, typ string) (t RouteType, ok bool) {
 	return TypeGeneric, ok
 }
 
-// inferAuth guesses the auth kind from the variables that are set (SPEC §3
-// AUTH row). A JWT payload also means jwt: it is useless to anything else,
+// inferAuth guesses the auth kind from the variables that are set: JWT
+// material means jwt, a fixed token token, a client id or secret alone
+// oauth (docs/configuration.md has the table). A JWT payload also means jwt: it is useless to anything else,
 // and saying "the private key is missing" helps more than "set AUTH".
 // CLIENT_ID or CLIENT_SECRET[_FILE] alone means oauth, so that the missing
 // half is named rather than a generic "cannot tell".
@@ -75,7 +76,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 	if !ok {
 		ps.add(v("TYPE"), "must be stock, aem or generic")
 	}
-	vs := routeDefaults(typ, Version)
+	vs := routeDefaults(typ, l.version)
 	ps = append(ps, parseEnv(&vs, l.env, pfx)...)
 	r := Route{Name: name, Type: typ, CAFile: vs.CAFile, Timeout: vs.Timeout, MaxBodyBytes: vs.MaxBodyBytes}
 
@@ -142,7 +143,8 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 	return r, ps
 }
 
-// stockOptions fills and checks the options of a stock route (SPEC §5, §6).
+// stockOptions fills and checks the options of a stock route: the search
+// cache, X-Product, licensing and downloads.
 // A variable that did not parse is in ps already and not judged again.
 func stockOptions(ps *Problems, r *Route, vs routeVars, v func(string) string) {
 	check := func(bad bool, suffix, format string, args ...any) {
@@ -170,7 +172,7 @@ func stockOptions(ps *Problems, r *Route, vs routeVars, v func(string) string) {
 }
 
 // rootCAs returns the system roots plus the PEM certificates of file, for a
-// corporate TLS-inspecting proxy (adobe-facts §6.2).
+// corporate proxy that inspects TLS with a certificate of its own.
 func rootCAs(ps *Problems, v, file string) *x509.CertPool {
 	b, msg := readFile(file)
 	if msg != "" {

@@ -10,7 +10,7 @@ func TestLoad_ClientSecretFile(t *testing.T) {
 	const v = "IMSPROXY_STOCK_CLIENT_SECRET_FILE"
 	t.Run("the secret without the line break of a Kubernetes mount", func(t *testing.T) {
 		f := writeFile(t, "client-secret", " p8e-from-file\n")
-		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "stock-client", v: f}).Routes[0]
+		r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "stock-client", "IMSPROXY_STOCK_SCOPES": "openid", v: f}).Routes[0]
 		if r.Auth != AuthOAuth || r.Credentials.ClientSecret.Reveal() != "p8e-from-file" || !reflect.DeepEqual(r.Files, []string{f}) {
 			t.Errorf("route = %+v, secret %q", r, r.Credentials.ClientSecret.Reveal())
 		}
@@ -32,22 +32,22 @@ func TestLoad_ClientSecretFile(t *testing.T) {
 	}{
 		{"both forms", with(oauthStock(), v, writeFile(t, "client-secret", "p8e-from-file\n")),
 			[]string{"IMSPROXY_STOCK_CLIENT_SECRET: set either IMSPROXY_STOCK_CLIENT_SECRET or IMSPROXY_STOCK_CLIENT_SECRET_FILE, not both"}},
-		{"empty file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: writeFile(t, "client-secret", "")},
+		{"empty file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", v: writeFile(t, "client-secret", "")},
 			[]string{v + ": is empty"}},
-		{"only white space", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: writeFile(t, "client-secret", " \r\n\t\n")},
+		{"only white space", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", v: writeFile(t, "client-secret", " \r\n\t\n")},
 			[]string{v + ": is empty"}},
-		{"missing file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: "/nonexistent/client-secret"},
+		{"missing file", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", v: "/nonexistent/client-secret"},
 			[]string{v + ": cannot read /nonexistent/client-secret: no such file or directory"}},
-		{"a directory", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: "/"},
+		{"a directory", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", v: "/"},
 			[]string{v + ": cannot read /: is a directory"}},
-		{"the secret itself in the variable", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", v: "p8e-from-file"},
+		{"the secret itself in the variable", map[string]string{"IMSPROXY_STOCK_CLIENT_ID": "c", "IMSPROXY_STOCK_SCOPES": "openid", v: "p8e-from-file"},
 			[]string{v + ": cannot read the file it names: no such file or directory (the value is not repeated: it does not look like a path, and may be the secret itself)"}},
 		{"empty file beside a credentials file", map[string]string{
 			"IMSPROXY_AEM_UPSTREAM":           "https://a.example.com",
 			"IMSPROXY_AEM_CREDENTIALS_FILE":   writeFile(t, "aem.json", credentialsJSON(t, nil)),
 			"IMSPROXY_AEM_CLIENT_SECRET_FILE": writeFile(t, "client-secret", "\n"),
 		}, []string{"IMSPROXY_AEM_CLIENT_SECRET_FILE: is empty"}},
-		{"the file alone means oauth", map[string]string{v: writeFile(t, "client-secret", "p8e-from-file")},
+		{"the file alone means oauth", map[string]string{"IMSPROXY_STOCK_SCOPES": "openid", v: writeFile(t, "client-secret", "p8e-from-file")},
 			[]string{"IMSPROXY_STOCK_CLIENT_ID: required for AUTH=oauth (or set IMSPROXY_STOCK_CREDENTIALS_FILE)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,5 +1,5 @@
-// Package config turns the environment (SPEC §3) into a validated Config.
-// It is pure: besides reading the files the variables name, it does no I/O
+// Package config turns the environment (the IMSPROXY_ variables) into a
+// validated Config. It is pure: besides reading the files the variables name, it does no I/O
 // and touches no globals, so tests pass their own environment.
 package config
 
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// RouteType decides a route's extras (SPEC §2).
+// RouteType decides a route's extras and defaults.
 type RouteType string
 
 // Route types.
@@ -20,7 +20,7 @@ const (
 	TypeGeneric RouteType = "generic" // anything else, e.g. Brand Portal
 )
 
-// AuthKind is how a route obtains its access token (SPEC §4).
+// AuthKind is how a route obtains its access token.
 type AuthKind string
 
 // Auth kinds.
@@ -42,6 +42,19 @@ type Config struct {
 	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
 	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
 	Routes          []Route       // in the order of IMSPROXY_ROUTES (or stock, aem)
+
+	// Callers is the content of CallersFile as loaded; the proxy reloads
+	// the file when it changes.
+	Callers []Caller
+}
+
+// RouteNames lists the routes' names in configuration order.
+func (c *Config) RouteNames() []string {
+	names := make([]string, len(c.Routes))
+	for i, r := range c.Routes {
+		names[i] = r.Name
+	}
+	return names
 }
 
 // Route is one upstream with its own listener and credentials.
@@ -80,6 +93,10 @@ type Route struct {
 	reload func() (Credentials, string, []string, Problems)
 }
 
+// Var returns the full name of the route's variable with this suffix:
+// Var("TIMEOUT") of route stock is IMSPROXY_STOCK_TIMEOUT.
+func (r *Route) Var(suffix string) string { return routePrefix(r.Name) + suffix }
+
 // Credentials is what a route needs to obtain a token. Secret fields never
 // print (see Secret and PrivateKey).
 type Credentials struct {
@@ -103,7 +120,7 @@ type Credentials struct {
 	CertificateExpiry time.Time
 }
 
-// Cache configures the stock search cache (SPEC §5).
+// Cache configures the stock search cache.
 type Cache struct {
 	Size         int           // entries; 0 disables the cache
 	TTL          time.Duration // how long an answer is served

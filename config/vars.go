@@ -12,9 +12,9 @@ import (
 // prefix starts every variable imsproxy reads.
 const prefix = "IMSPROXY_"
 
-// globalVars are the global variables of SPEC §3, as the environment spells
-// them. The tags are the single list of global variable names: KnownVariable
-// and the unknown-variable check derive theirs from it.
+// globalVars are the global variables, as the environment spells them. The
+// tags are the single list of global variable names: KnownVariable, the
+// unknown-variable check and the documentation test derive theirs from it.
 type globalVars struct {
 	Routes          string        `env:"ROUTES"`
 	IMSURL          string        `env:"IMS_URL" envDefault:"https://ims-na1.adobelogin.com"`
@@ -27,9 +27,9 @@ type globalVars struct {
 	AuditLog        string        `env:"AUDIT_LOG"`
 }
 
-// routeVars are the per-route variables of SPEC §3, without their
-// IMSPROXY_<NAME>_ prefix. Defaults that depend on the route type are not
-// tags: routeDefaults fills them in before parsing, and env leaves a field
+// routeVars are the per-route variables, without their IMSPROXY_<NAME>_
+// prefix. Defaults that depend on the route type are not tags:
+// routeDefaults fills them in before parsing, and env leaves a field
 // alone when its variable is unset. Secret values are parsed straight into
 // Secret so that even this raw form never prints them.
 type routeVars struct {
@@ -69,8 +69,9 @@ type routeVars struct {
 }
 
 // stockOnlySuffixes are the route variables that only mean something on a
-// stock route (SPEC §3 "stock:" rows and §5): setting one elsewhere is a
-// mistake worth stopping for, since it would silently do nothing.
+// stock route (search cache, X-Product, licensing, downloads): setting one
+// elsewhere is a mistake worth stopping for, since it would silently do
+// nothing.
 var stockOnlySuffixes = []string{
 	"PRODUCT", "CACHE_SIZE", "CACHE_TTL", "CACHE_MAX_BYTES", "CACHE_STALE_IF_ERROR",
 	"ALLOW_LICENSE", "DOWNLOAD_UPSTREAM", "LICENSE_DAILY_LIMIT",

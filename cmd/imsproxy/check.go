@@ -45,8 +45,8 @@ type routeCheck struct {
 }
 
 // check validates the configuration and performs one real token exchange
-// per route (SPEC §9): exit 0 when every route got a token, 1 when one did
-// not, 2 when the configuration is invalid.
+// per route: exit 0 when every route got a token, 1 when one did not, 2
+// when the configuration is invalid, so that a pipeline can gate on it.
 func check(args, environ []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
 		"Validates the configuration and obtains one token per route from IMS.\n"+

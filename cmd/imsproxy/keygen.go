@@ -21,7 +21,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy"
 )
 
-// The files keygen writes (SPEC §9), and the longest validity it accepts:
+// The files keygen writes, and the longest validity it accepts:
 // ten years, beyond which a number is more likely a typo than a policy.
 const (
 	keyFileName  = "private.key"
@@ -36,9 +36,9 @@ type keyPair struct {
 	Cert    *x509.Certificate
 }
 
-// keygen writes a new RSA key pair for a Service Account (JWT) credential
-// (SPEC §9): the private key the proxy signs with and the certificate to
-// upload to the Developer Console.
+// keygen writes a new RSA key pair for a Service Account (JWT) credential:
+// the private key the proxy signs with and the certificate to upload to the
+// Developer Console.
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fl := newFlagSet("keygen", "usage: imsproxy keygen -out DIR [-days 365] [-cn NAME]\n\n"+
 		"Writes an RSA 2048 private key (PKCS#8 PEM, mode 0600) and a self-signed certificate to upload\n"+

@@ -8,16 +8,11 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 
-	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/version"
 )
 
 func main() {
-	// The version is set at build time (-ldflags "-X
-	// github.com/imsproxy/imsproxy/config.Version=v1.2.3"); when it is not,
-	// the module version or VCS revision recorded by the Go tool is used.
-	config.Version = versionString()
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
@@ -54,7 +49,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "sandbox":
 		return sandbox(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", config.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(stdout, "imsproxy %s %s %s/%s\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -63,23 +58,4 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "imsproxy: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-}
-
-func versionString() string {
-	if config.Version != "dev" {
-		return config.Version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "dev-" + s.Value[:12]
-		}
-	}
-	return "dev"
 }

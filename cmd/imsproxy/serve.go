@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/version"
 	"github.com/imsproxy/imsproxy/proxy"
 )
 
@@ -46,7 +47,7 @@ func serve(environ []string, stderr io.Writer) int {
 		log.Info("route", "name", rc.Name, "type", rc.Type, "listen", rc.Listen,
 			"upstream", rc.Upstream.String(), "auth", rc.Auth, "ims", rc.IMSURL)
 	}
-	log.Info("imsproxy started", "version", config.Version, "admin", cfg.AdminListen)
+	log.Info("imsproxy started", "version", version.String(), "admin", cfg.AdminListen)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

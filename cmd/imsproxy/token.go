@@ -15,7 +15,7 @@ import (
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
-// token prints an access token for one route (SPEC §9): the token alone on
+// token prints an access token for one route: the token alone on
 // stdout, for scripts. It performs one exchange of its own rather than
 // asking a running proxy: an endpoint handing out tokens would give every
 // caller who can reach it the organisation's credentials.

@@ -299,6 +299,7 @@ func TestDockerfile_LabelsTheImageWithOCIAnnotations(t *testing.T) {
 		{"org.opencontainers.image.version", "${VERSION}"},
 		{"org.opencontainers.image.revision", "${REVISION}"},
 		{"org.opencontainers.image.created", "${CREATED}"},
+		{"org.opencontainers.image.licenses", "Apache-2.0"},
 	} {
 		if got, ok := labels[want.key]; !ok || got != want.value {
 			t.Errorf("LABEL %s=%q, want %q", want.key, got, want.value)

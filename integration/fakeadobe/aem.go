@@ -88,7 +88,8 @@ func (d *dam) childrenLocked(dir string) []string {
 }
 
 // requireAEMToken answers 401 unless the request carries a valid token
-// (AEM needs a bearer, no x-api-key, adobe-facts §5.1).
+// (the Assets HTTP API takes a bearer and no x-api-key, as Adobe's AEM
+// tutorials call it).
 func requireAEMToken(w http.ResponseWriter, r *http.Request) bool {
 	if presented(r).State == TokenValid {
 		return true

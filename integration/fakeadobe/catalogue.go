@@ -8,7 +8,7 @@ import (
 	"unicode"
 )
 
-// Stock's media types (adobe-facts §4.4).
+// Stock's media types (media_type_id in the Stock API's search reference).
 const (
 	mediaPhoto        = 1
 	mediaIllustration = 2

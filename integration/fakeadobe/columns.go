@@ -19,7 +19,8 @@ var defaultColumns = []string{
 }
 
 // knownColumns are the values result_columns[] accepts: the documented list,
-// plus is_editorial (added to the Java SDK in 2018, adobe-facts §4.4) and
+// plus is_editorial (added to Adobe's Stock Java SDK in 2018,
+// adobe/stock-api-libjava PR #3) and
 // creation_date (the Files reference's own example).
 var knownColumns = func() map[string]bool {
 	m := map[string]bool{}

@@ -21,7 +21,8 @@ import (
 )
 
 // DefaultMetascopes are bound to generated credentials: AEM as a Cloud
-// Service, Stock (JWT era), User Management (the one seed 003 names) and
+// Service, Stock (JWT era), User Management (the one Adobe Stock's Access API
+// Reference names) and
 // Brand Portal, so any route's default works.
 var DefaultMetascopes = []string{"ent_aem_cloud_api", "ent_stocksearch_sdk", "ent_user_sdk", "ent_brand_portal_sdk"}
 
@@ -183,7 +184,7 @@ func (c *Credentials) CertificatePEM() []byte {
 func crlf(b []byte) string { return strings.ReplaceAll(string(b), "\n", "\r\n") }
 
 // ServiceCredentialsJSON is the AEM as a Cloud Service service-credentials
-// file (adobe-facts §3.1) for these credentials: imsEndpoint is the bare
+// file, as the AEM Developer Console downloads it, for these credentials: imsEndpoint is the bare
 // host of imsBaseURL (clients add https://, so a client of a plain-HTTP
 // emulator must set its IMS URL explicitly), the key is PKCS#1 and both PEMs
 // use \r\n line endings.

@@ -4,9 +4,10 @@
 // cannot be reached from development or CI machines; the integration tests,
 // `imsproxy sandbox` and docker-compose run it instead.
 //
-// It is strict on purpose: every check Adobe documents (seed 003 for IMS,
-// the Stock API reference, adobe-facts.md) is enforced with Adobe's statuses
-// and error shapes, so a proxy that passes against it passes against Adobe.
+// It is strict on purpose: every check Adobe documents (the JWT exchange in
+// Adobe Stock's Access API Reference, the Stock API reference, the AEM
+// Assets HTTP API, what Adobe's own client libraries send and expect) is
+// enforced with Adobe's statuses and error shapes, so a proxy that passes against it passes against Adobe.
 // Where Adobe's behaviour is undocumented the emulator picks the stricter
 // reading (a Stock token must belong to the client named by x-api-key; a
 // download refuses any Authorization header).
@@ -15,7 +16,7 @@
 //
 // One listener serves everything; the paths are Adobe's own:
 //
-//	POST /ims/exchange/jwt[/]           JWT exchange (seed 003), expires_in in ms
+//	POST /ims/exchange/jwt[/]           JWT exchange, expires_in in ms
 //	POST /ims/token/v3                  client_credentials, expires_in in s
 //	/Rest/Media/1/Search/Files, /Search/CategoryTree, /Search/Category, /Files
 //	/Rest/Libraries/1/Content/Info, /Content/License, /Member/Profile,

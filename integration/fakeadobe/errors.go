@@ -24,7 +24,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// imsError is IMS's error shape (seed 003; adobe-facts §1.4).
+// imsError is IMS's error shape, as Adobe Stock's Access API Reference
+// documents it and @adobe/jwt-auth reads it.
 type imsError struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
@@ -35,9 +36,9 @@ func writeIMSError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, imsError{Error: code, Description: desc})
 }
 
-// gatewayError is the shape of Adobe's API gateway in front of Stock
-// (adobe-facts §4.6: {"error_code":"403003","message":"Api Key is invalid"});
-// the codes are those of Adobe's open-source gateway validators
+// gatewayError is the shape of Adobe's API gateway in front of Stock (the
+// Stock API's headers page shows
+// {"error_code":"403003","message":"Api Key is invalid"}); the codes are those of Adobe's open-source gateway validators
 // (api-gateway-request-validation, validatorsHandlerErrorDecorator.lua).
 type gatewayError struct {
 	Code    string `json:"error_code"`
@@ -65,8 +66,8 @@ func writeGateway(w http.ResponseWriter, e gatewayError) {
 }
 
 // stockError is the Stock application's own error shape:
-// {"error":"...","code":"020","case":"<id>"} (adobe-facts §4.6; the Files
-// API reference uses codes 600-606 in the same shape).
+// {"error":"...","code":"020","case":"<id>"} (the Stock licensing
+// reference; the Files API reference uses codes 600-606 in the same shape).
 type stockError struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`

@@ -17,7 +17,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// exchangeError is one of IMS's documented refusals (seed 003).
+// exchangeError is one of IMS's documented refusals (Adobe Stock's Access
+// API Reference).
 type exchangeError struct {
 	status int
 	code   string
@@ -30,7 +31,8 @@ func badRequest(code, format string, args ...any) *exchangeError {
 	return &exchangeError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
 }
 
-// The text IMS really sends for a metascope problem (adobe-facts §1.4).
+// The text IMS really sends for a metascope problem (quoted in
+// AdobeDocs/adobe-dev-console issue #54 and adobe/jwt-auth issue #6).
 const metascopeMismatch = "The metascopes in the JWT are not a subset of the metascopes in the binding."
 
 // tokenResponse is IMS's success answer.
@@ -103,7 +105,8 @@ func (s *Server) handleExchangeJWT(w http.ResponseWriter, r *http.Request) {
 		TokenType:   "bearer",
 		AccessToken: token,
 		// Milliseconds, one short of the lifetime, as IMS answers
-		// 86399999 for a 24 h token (adobe-facts §1.3).
+		// 86399999 for a 24 h token (the CLI output in the README of Adobe's
+		// aemcs-api-client-lib).
 		ExpiresIn: max(info.ExpiresAt.Sub(info.IssuedAt).Milliseconds()-1, 0),
 	})
 }
@@ -156,8 +159,8 @@ func intClaim(claims map[string]any, name string) (v int64, present, ok bool) {
 	return v, true, err == nil
 }
 
-// exchange performs every check of seed 003, in the order a request meets
-// them, and issues a token when all pass.
+// exchange performs every check of Adobe Stock's Access API Reference, in
+// the order a request meets them, and issues a token when all pass.
 func (s *Server) exchange(imsBase string, form url.Values) (string, TokenInfo, *exchangeError) {
 	clientID, secret, raw := form.Get("client_id"), form.Get("client_secret"), form.Get("jwt_token")
 	now := s.now()
@@ -310,7 +313,7 @@ func metascopes(claims map[string]any, imsBase string, binding []string) ([]stri
 
 // signatureMatchesLocked verifies the RS256 signature against each bound,
 // unrevoked certificate that is valid now (an expired certificate is the
-// classic cause of a JWT that "suddenly" fails, adobe-facts §1.4), and
+// classic cause of a JWT that "suddenly" fails, says the Stock API FAQ), and
 // returns the fingerprint of the one that verified it ("" for none).
 func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.Time) string {
 	for _, cs := range st.certs {
@@ -329,7 +332,8 @@ func (s *Server) signatureMatchesLocked(st *clientState, p *jwtParts, now time.T
 }
 
 // handleTokenV3 is POST /ims/token/v3, the OAuth server-to-server
-// client_credentials grant (adobe-facts §2.1): expires_in in seconds.
+// client_credentials grant (the Developer Console's server-to-server guide):
+// expires_in in seconds.
 func (s *Server) handleTokenV3(w http.ResponseWriter, r *http.Request) {
 	if !requirePOST(w, r) {
 		return

@@ -96,7 +96,7 @@ func licenceParam(w http.ResponseWriter, r *stockRequest, a *asset, required boo
 		return "", true
 	}
 	if !slices.Contains(a.licences(), lic) {
-		// The exact wording of Stock's answer (adobe-facts §4.6).
+		// The exact wording of Stock's answer (the Stock licensing reference).
 		writeStockError(w, http.StatusBadRequest, codeInvalidParams,
 			fmt.Sprintf("The license %q does not match type of content #%d", lic, a.ID))
 		return "", false

@@ -36,8 +36,8 @@ type stockRequest struct {
 
 type stockEndpoint struct {
 	methods []string
-	// auth: the bearer token is required, not merely optional (adobe-facts
-	// §4.2: Search/Files, CategoryTree, Category and Files take it
+	// auth: the bearer token is required, not merely optional (the Stock
+	// API reference: Search/Files, CategoryTree, Category and Files take it
 	// optionally; licensing needs it).
 	auth   bool
 	handle func(*Server, http.ResponseWriter, *stockRequest)
@@ -164,7 +164,7 @@ func (s *Server) searchFiles(w http.ResponseWriter, r *stockRequest) {
 	}
 	rd := s.renderer(r, sq.thumbSize)
 	if !explicit && rd.licensed != nil {
-		// A token fills in is_licensed (adobe-facts §4.1).
+		// A token fills in is_licensed (Stock's search-response documentation).
 		cols = append(append([]string{}, cols...), "is_licensed")
 	}
 	page, total := s.cat.search(sq)

@@ -53,7 +53,7 @@ const (
 
 // issueToken mints an IMS-style access token: a JWT signed by the emulator
 // whose created_at and expires_in claims are strings of milliseconds
-// (adobe-facts §1.3). cert is the fingerprint of the certificate that
+// (as @adobe/aio-lib-ims reads them). cert is the fingerprint of the certificate that
 // verified the exchanged JWT, if any. Call with s.mu held.
 func (s *Server) issueTokenLocked(st *clientState, grant, scope, cert string) (string, TokenInfo, error) {
 	now := s.now()

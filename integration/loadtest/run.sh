@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The load recipe of the README's Performance section: wrk at 64
+# The load recipe of docs/performance.md: wrk at 64
 # connections against a local upstream, through a bare
 # httputil.ReverseProxy and through imsproxy (metrics on, logging at the
 # default level), the proxy pinned to one core and wrk plus the upstream to

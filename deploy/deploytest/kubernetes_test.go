@@ -443,7 +443,8 @@ func bytesIn(env map[string]string, name string, def int64) int64 {
 // profile, with resource requests and a memory limit. An imsproxy
 // container can write only where the audit log lives, and its memory
 // limit leaves room for what the proxy may hold: the search caches and the
-// answers in flight (IMSPROXY_MAX_INFLIGHT_BYTES, 256 MiB by default).
+// answers held while they are cached or rewritten (the in-flight budget of
+// IMSPROXY_MAX_INFLIGHT_BYTES: 256 MiB unless set lower).
 func TestKubernetes_ContainersAreLockedDown(t *testing.T) {
 	t.Parallel()
 	for _, dir := range []string{sidecarDir, sharedDir} {

@@ -285,7 +285,7 @@ func TestCompose_FleetSharesOneRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := filepath.Join(dir, "admin_token")
-	if err := os.WriteFile(token, []byte("a-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(token, []byte("an-admin-token-of-the-test-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	credentials := ""

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
 
@@ -80,9 +81,12 @@ func TestRules_ParseWithPrometheusParsers(t *testing.T) {
 type scrape map[string]*dto.MetricFamily
 
 // scrapeImsproxy starts the binary in front of the emulator with a stock
-// route (OAuth) and an aem route (JWT, so a certificate is watched),
-// sends a search and a licence (refused: licensing is off) so that the
-// per-request series exist, and returns a scrape of /metrics.
+// route (OAuth, licensing allowed up to a daily limit, so the licence
+// budget is exported) and an aem route (JWT, so a certificate is
+// watched), in fleet mode with a real redis-server when the binary knows
+// IMSPROXY_REDIS_URL (so the Redis metrics exist); it sends a search and
+// a licence so that the per-request series exist, and returns a scrape of
+// /metrics.
 func scrapeImsproxy(t *testing.T) scrape {
 	t.Helper()
 	adobe := startEmulator(t)
@@ -91,35 +95,62 @@ func scrapeImsproxy(t *testing.T) scrape {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, map[string]string{
-		"IMSPROXY_ROUTES":                  "stock,aem",
-		"IMSPROXY_IMS_URL":                 adobe.URL,
-		"IMSPROXY_STOCK_UPSTREAM":          adobe.URL,
-		"IMSPROXY_STOCK_DOWNLOAD_UPSTREAM": adobe.URL,
-		"IMSPROXY_STOCK_CLIENT_ID":         creds.ClientID,
-		"IMSPROXY_STOCK_CLIENT_SECRET":     creds.ClientSecret,
-		"IMSPROXY_STOCK_SCOPES":            strings.Join(creds.Scopes, ","),
-		"IMSPROXY_AEM_UPSTREAM":            adobe.URL,
-		"IMSPROXY_AEM_CREDENTIALS_FILE":    files.ServiceCredentials,
-	})
+	env := map[string]string{
+		"IMSPROXY_ROUTES":                    "stock,aem",
+		"IMSPROXY_IMS_URL":                   adobe.URL,
+		"IMSPROXY_STOCK_UPSTREAM":            adobe.URL,
+		"IMSPROXY_STOCK_DOWNLOAD_UPSTREAM":   adobe.URL,
+		"IMSPROXY_STOCK_CLIENT_ID":           creds.ClientID,
+		"IMSPROXY_STOCK_CLIENT_SECRET":       creds.ClientSecret,
+		"IMSPROXY_STOCK_SCOPES":              strings.Join(creds.Scopes, ","),
+		"IMSPROXY_STOCK_ALLOW_LICENSE":       "true",
+		"IMSPROXY_STOCK_LICENSE_DAILY_LIMIT": "5",
+		"IMSPROXY_AUDIT_LOG":                 filepath.Join(t.TempDir(), "audit.jsonl"),
+		"IMSPROXY_AEM_UPSTREAM":              adobe.URL,
+		"IMSPROXY_AEM_CREDENTIALS_FILE":      files.ServiceCredentials,
+	}
+	// Fleet mode's metrics exist only in fleet mode. Until the product
+	// reads IMSPROXY_REDIS_URL, the rules and panels about Redis fail
+	// below, as they must: nothing here stands in for them.
+	if config.KnownVariable("IMSPROXY_REDIS_URL") {
+		env["IMSPROXY_REDIS_URL"] = startRedis(t)
+	}
+	p := startProxy(t, env)
 	p.waitReady(t)
-	if status, body := httpGet(t, p.routeURL("stock")+searchPath); status != http.StatusOK {
+	status, body := httpGet(t, p.routeURL("stock")+searchPath)
+	var found struct {
+		Files []struct {
+			ID json.Number `json:"id"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(body), &found); status != http.StatusOK || err != nil || len(found.Files) == 0 {
 		t.Fatalf("search: %d %s", status, body)
 	}
-	if status, body := httpGet(t, p.routeURL("stock")+"/Rest/Libraries/1/Content/License?content_id=112670342"); status != http.StatusForbidden {
-		t.Fatalf("licence with licensing off: %d %s, want 403", status, body)
+	req, err := http.NewRequest(http.MethodGet, p.routeURL("stock")+"/Rest/Libraries/1/Content/License?license=Standard&content_id="+found.Files[0].ID.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Imsproxy-Allow-Editorial", "true") // whichever the first result is
+	licence, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	licenceBody, _ := io.ReadAll(licence.Body)
+	licence.Body.Close()
+	if licence.StatusCode != http.StatusOK {
+		t.Fatalf("licence: %d %s, want 200", licence.StatusCode, licenceBody)
 	}
 	resp, err := httpClient.Get(p.adminURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	exposition, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := tp.TextToMetricFamilies(bytes.NewReader(body))
+	families, err := tp.TextToMetricFamilies(bytes.NewReader(exposition))
 	if err != nil {
 		t.Fatalf("the scrape does not parse: %v", err)
 	}

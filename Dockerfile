@@ -30,11 +30,14 @@ ARG TARGETOS
 ARG TARGETARCH
 RUN GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w" -o /out/fakeadobe ./cmd/fakeadobe && mkdir /out/creds
 
+# The context has no .git (.dockerignore), so the commit is stamped from
+# REVISION: imsproxy version and imsproxy_build_info show it.
 FROM build AS build-imsproxy
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
-RUN GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/internal/version.release=${VERSION}" -o /out/imsproxy ./cmd/imsproxy
+ARG REVISION=
+RUN GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w -X github.com/imsproxy/imsproxy/internal/version.release=${VERSION} -X github.com/imsproxy/imsproxy/internal/version.revision=${REVISION}" -o /out/imsproxy ./cmd/imsproxy
 
 # The emulator: hands out tokens to anyone who asks, so it listens on
 # loopback only; docker-compose.yml puts imsproxy in its network namespace.

@@ -102,16 +102,23 @@ type platform struct{ os, arch string }
 
 func hostPlatform() platform { return platform{"linux", runtime.GOARCH} }
 
-// dockerfileTestVersion is the VERSION build argument the tests pass.
-const dockerfileTestVersion = "v0.0.0-dockerfile-test"
+// dockerfileTestVersion and dockerfileTestRevision are the VERSION and
+// REVISION build arguments the tests pass.
+const (
+	dockerfileTestVersion  = "v0.0.0-dockerfile-test"
+	dockerfileTestRevision = "0123456789abcdef0123456789abcdef01234567"
+)
 
 // buildAsDockerfile runs every RUN line of the Dockerfile's build stages
 // as BuildKit would, into dir (for /out): each stage sees the ENV of the
-// stages it is built on and only the build arguments (VERSION, TARGETOS,
-// TARGETARCH) that it declares with ARG itself, so a RUN line that uses an
-// undeclared argument gets it empty, as in a real build.
+// stages it is built on and only the build arguments (VERSION, REVISION,
+// TARGETOS, TARGETARCH) that it declares with ARG itself, so a RUN line
+// that uses an undeclared argument gets it empty, as in a real build. The
+// build context of an image has no .git (.dockerignore), so the Go
+// toolchain records no VCS information here either.
 func buildAsDockerfile(stages []dockerStage, dir string, target platform) error {
-	buildArgs := map[string]string{"VERSION": dockerfileTestVersion, "TARGETOS": target.os, "TARGETARCH": target.arch}
+	buildArgs := map[string]string{"VERSION": dockerfileTestVersion, "REVISION": dockerfileTestRevision,
+		"TARGETOS": target.os, "TARGETARCH": target.arch}
 	envOf := map[string]map[string]string{}
 	for _, st := range stages {
 		env := map[string]string{}
@@ -137,7 +144,7 @@ func buildAsDockerfile(stages []dockerStage, dir string, target platform) error 
 					continue // the module cache is already here
 				}
 				cmd := exec.Command("sh", "-c", strings.ReplaceAll(l.args, "/out/", dir+"/"))
-				cmd.Dir, cmd.Env = repoRoot, os.Environ()
+				cmd.Dir, cmd.Env = repoRoot, append(os.Environ(), "GOFLAGS=-buildvcs=false")
 				for k, v := range env {
 					cmd.Env = append(cmd.Env, k+"="+v)
 				}
@@ -239,8 +246,8 @@ func TestDockerfile_BuildsStaticNonRootImages(t *testing.T) {
 	}
 
 	out, err := exec.Command(bin.imsproxy, "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "imsproxy "+dockerfileTestVersion+" ") {
-		t.Errorf("imsproxy version of the Dockerfile build: %q %v, want the VERSION build argument", out, err)
+	if err != nil || !strings.HasPrefix(string(out), "imsproxy "+dockerfileTestVersion+" (revision "+dockerfileTestRevision+")") {
+		t.Errorf("imsproxy version of the Dockerfile build: %q %v, want the VERSION and REVISION build arguments", out, err)
 	}
 	if out, err := exec.Command(bin.fakeadobe, "-h").CombinedOutput(); err != nil {
 		t.Errorf("fakeadobe -h: %v\n%s", err, out)

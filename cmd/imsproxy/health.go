@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -77,8 +78,9 @@ func health(args, environ []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		// A wildcard listener is reachable on either loopback; try the
-		// next only when this one refused the connection.
-		if !errors.Is(err, errRefused) {
+		// next only when this one could not be connected to.
+		var de *dialError
+		if !errors.As(err, &de) {
 			break
 		}
 	}
@@ -86,8 +88,10 @@ func health(args, environ []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// errRefused marks a connection that could not be made.
-var errRefused = errors.New("connection failed")
+// dialError is a connection that could not be made.
+type dialError struct{ msg string }
+
+func (e *dialError) Error() string { return e.msg }
 
 // probe GETs target and returns its status line, or why it is not a 200.
 func probe(ctx context.Context, target string) (string, error) {
@@ -109,7 +113,12 @@ func probe(ctx context.Context, target string) (string, error) {
 		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return "", fmt.Errorf("%s: %w: %v (is imsproxy running, and is IMSPROXY_ADMIN_LISTEN the same here?)", target, errRefused, op.Err)
+			cause := op.Err
+			var sys *os.SyscallError
+			if errors.As(cause, &sys) {
+				cause = sys.Err // "connection refused" rather than "connect: connection refused"
+			}
+			return "", &dialError{fmt.Sprintf("%s: cannot connect: %v (is imsproxy running, and is IMSPROXY_ADMIN_LISTEN the same here?)", target, cause)}
 		}
 		return "", fmt.Errorf("%s: %v", target, err)
 	}

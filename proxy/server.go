@@ -172,16 +172,16 @@ func (s *Server) Listen() error {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			s.closeListeners()
-			return listenError(l.v, l.addr, err)
+			return newListenError(l.v, l.addr, err)
 		}
 		s.listeners = append(s.listeners, ln)
 	}
 	return nil
 }
 
-// listenError says which variable's address could not be listened on, and
-// why, in the words of the usual cause.
-func listenError(v, addr string, err error) error {
+// newListenError says which variable's address could not be listened on,
+// and why, in the words of the usual cause.
+func newListenError(v, addr string, err error) error {
 	var msg string
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
@@ -198,17 +198,18 @@ func listenError(v, addr string, err error) error {
 		}
 		msg = fmt.Sprintf("%s %s cannot be listened on: %v", v, addr, cause)
 	}
-	return &wrapped{msg: msg, err: err}
+	return &listenError{msg: msg, err: err}
 }
 
-// wrapped is an error with a message of its own over its cause.
-type wrapped struct {
+// listenError is a listener that could not be bound: a message naming its
+// variable, over the cause.
+type listenError struct {
 	msg string
 	err error
 }
 
-func (w *wrapped) Error() string { return w.msg }
-func (w *wrapped) Unwrap() error { return w.err }
+func (e *listenError) Error() string { return e.msg }
+func (e *listenError) Unwrap() error { return e.err }
 
 func (s *Server) listenerName(i int) string {
 	if i < len(s.routes) {

@@ -144,8 +144,12 @@ func ParseCallers(data []byte, routes []string) ([]Caller, error) {
 		}
 		for _, r := range e.Routes {
 			switch {
-			case r == "" || r != strings.ToLower(strings.TrimSpace(r)) || !printableName(r):
-				add(i, e.Name, "routes holds %q: route names are lower case, as in IMSPROXY_ROUTES", r)
+			case !validRouteName(r):
+				shown := fmt.Sprintf("%q", r)
+				if len(r) > 64 {
+					shown = "a value too long to be a route name"
+				}
+				add(i, e.Name, "routes holds %s: a route name is lower-case letters, digits and single underscores, as in IMSPROXY_ROUTES", shown)
 			case routes != nil && !slices.Contains(routes, r):
 				add(i, e.Name, "route %q is not configured (routes: %s)", r, strings.Join(routes, ", "))
 			}

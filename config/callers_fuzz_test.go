@@ -36,7 +36,7 @@ func FuzzCallersFile(f *testing.F) {
 			}
 			names[c.Name] = true
 			for _, r := range c.Routes {
-				if r == "" || r != strings.ToLower(r) {
+				if !validRouteName(r) {
 					t.Fatalf("accepted route %q", r)
 				}
 			}

@@ -32,6 +32,8 @@ func TestParseCallers(t *testing.T) {
 			[]string{"caller 1: name is required", "caller 1: key_sha256 must be the 64 hex digits", "caller 1: routes is empty",
 				`caller 2 (b): routes holds "Stock"`, "caller 3 (b): name is used by another caller", "caller 3 (b): key_sha256 is the same as another caller's"},
 			"imsp_the-key-itself"},
+		{"a route no IMSPROXY_ROUTES can name", `[{"name":"a","key_sha256":"` + good + `","routes":["st ock","a__b"]}]`, 0,
+			[]string{`routes holds "st ock": a route name is lower-case letters, digits and single underscores`, `routes holds "a__b"`}, ""},
 		{"missing key", `[{"name":"a","routes":["stock"]}]`, 0, []string{"key_sha256 is required"}, ""},
 		{"unprintable name", `[{"name":"a\u0000b","key_sha256":"` + good + `","routes":["stock"]}]`, 0, []string{"printable"}, ""},
 	}

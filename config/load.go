@@ -38,6 +38,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 	cfg := &Config{
 		AdminListen:     g.AdminListen,
 		ShutdownTimeout: g.ShutdownTimeout,
+		ShutdownDelay:   g.ShutdownDelay,
 		CallersFile:     g.CallersFile,
 		AllowRemote:     g.AllowRemote,
 		AuditLog:        g.AuditLog,
@@ -45,6 +46,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 	l.globals(&ps, cfg, g)
 	hardening(&ps, cfg, g)
 	cfg.Redis = l.redis(&ps, g)
+	l.checkAdmin(&ps, cfg, g)
 
 	names := l.routeNames(&ps, g.Routes)
 	_, imsSet := l.env[prefix+"IMS_URL"]
@@ -100,6 +102,9 @@ func (l *loader) globals(ps *Problems, cfg *Config, g globalVars) {
 	}
 	if g.ShutdownTimeout < 0 {
 		ps.add(prefix+"SHUTDOWN_TIMEOUT", "must be 0 or more, e.g. 15s")
+	}
+	if g.ShutdownDelay < 0 {
+		ps.add(prefix+"SHUTDOWN_DELAY", "must be 0 or more, e.g. 5s")
 	}
 }
 
@@ -159,9 +164,10 @@ func checkNameClashes(ps *Problems, names []string) {
 	}
 }
 
-// checkListeners keeps the credentials off the network by default:
-// listeners bind to loopback unless the operator says who may call (or
-// accepts that anyone may), and no two listeners share an address.
+// checkListeners keeps the credentials off the network by default: a
+// route's listener binds to loopback unless the operator says who may call
+// (or accepts that anyone may), and no two listeners share an address.
+// The admin listener's own rule is checkAdmin's.
 func checkListeners(ps *Problems, cfg *Config) {
 	type listener struct{ v, addr, host, port string }
 	var ls []listener
@@ -175,7 +181,7 @@ func checkListeners(ps *Problems, cfg *Config) {
 		add(routePrefix(r.Name)+"LISTEN", r.Listen)
 	}
 	for i, l := range ls {
-		if !isLoopback(l.host) && cfg.CallersFile == "" && !cfg.AllowRemote {
+		if l.v != prefix+"ADMIN_LISTEN" && !isLoopback(l.host) && cfg.CallersFile == "" && !cfg.AllowRemote {
 			ps.add(l.v, "%s is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) "+
 				"or IMSPROXY_ALLOW_REMOTE=true to listen on it", l.addr)
 		}

@@ -341,11 +341,11 @@ func TestLoad_Listeners(t *testing.T) {
 		{"localhost", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "LocalHost:8080"), nil},
 		{"all interfaces refused", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080"), []string{
 			"IMSPROXY_STOCK_LISTEN: 0.0.0.0:8080 is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) or IMSPROXY_ALLOW_REMOTE=true to listen on it"}},
-		{"empty host refused", with(oauthStock(), "IMSPROXY_ADMIN_LISTEN", ":9090"), []string{
-			"IMSPROXY_ADMIN_LISTEN: :9090 is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) or IMSPROXY_ALLOW_REMOTE=true to listen on it"}},
+		{"empty host refused", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", ":8080"), []string{
+			"IMSPROXY_STOCK_LISTEN: :8080 is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) or IMSPROXY_ALLOW_REMOTE=true to listen on it"}},
 		{"host name refused", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "proxy.internal:8080"), []string{
 			"IMSPROXY_STOCK_LISTEN: proxy.internal:8080 is not a loopback address..."}},
-		{"allowed with a callers file", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080", "IMSPROXY_ADMIN_LISTEN", ":9090", "IMSPROXY_CALLERS_FILE", callers), nil},
+		{"allowed with a callers file", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080", "IMSPROXY_CALLERS_FILE", callers), nil},
 		{"allowed with ALLOW_REMOTE", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080", "IMSPROXY_ALLOW_REMOTE", "true"), nil},
 		{"same address twice", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "127.0.0.1:9090"), []string{
 			"IMSPROXY_STOCK_LISTEN: 127.0.0.1:9090 clashes with IMSPROXY_ADMIN_LISTEN=127.0.0.1:9090: each listener needs its own address"}},
@@ -386,7 +386,46 @@ func TestLoad_UnknownVariables(t *testing.T) {
 		t.Errorf("want 4 problems, got %d:\n%s", len(got), strings.Join(got, "\n"))
 	}
 	got = loadProblems(t, with(oauthStock(), "IMSPROXY_ROUTES", "stock", "IMSPROXY_AEM_UPSTREAM", "https://a.example.com"))
-	wantProblems(t, got, "IMSPROXY_AEM_UPSTREAM: configures route aem, which is not enabled: add it to IMSPROXY_ROUTES")
+	wantProblems(t, got, "IMSPROXY_AEM_UPSTREAM: configures route aem, which is not enabled: add aem to IMSPROXY_ROUTES")
+}
+
+// A variable of a route that is not enabled is a typo when it is near a
+// variable of an enabled route, and says so; otherwise the route was left
+// out of IMSPROXY_ROUTES, which is said once for all its variables.
+func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
+	aem := map[string]string{
+		"IMSPROXY_AEM_UPSTREAM": "https://author-p1-e2.adobeaemcloud.com", "IMSPROXY_AEM_CLIENT_ID": "c",
+		"IMSPROXY_AEM_CLIENT_SECRET": "s", "IMSPROXY_AEM_ORG_ID": "o@AdobeOrg", "IMSPROXY_AEM_TIMEOUT": "10s",
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string // every problem, in Error's order
+	}{
+		{"typo of an enabled route's variable", with(oauthStock(), "IMSPROXY_STOK_CLIENT_ID", "x", "IMSPROXY_STCOK_TIMEOUT", "1s"), []string{
+			"IMSPROXY_STCOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)",
+			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)"}},
+		{"IMSPROXY_ROUTES narrowed: one line for the route", with(with(oauthStock(), "IMSPROXY_ROUTES", "stock"), flatten(aem)...), []string{
+			"IMSPROXY_ROUTES: route aem is not enabled, but 5 of its variables are set (IMSPROXY_AEM_*): add aem to IMSPROXY_ROUTES, or unset them"}},
+		{"IMSPROXY_ROUTES unset: one line for the route", with(oauthStock(), "IMSPROXY_BP_UPSTREAM", "https://bp.example.com", "IMSPROXY_BP_AUTH", "none"), []string{
+			"IMSPROXY_ROUTES: route bp is not enabled, but 2 of its variables are set (IMSPROXY_BP_*): IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it, or unset them"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loadProblems(t, tc.env)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+// flatten turns a map into with's name, value list.
+func flatten(m map[string]string) []string {
+	var kv []string
+	for k, v := range m {
+		kv = append(kv, k, v)
+	}
+	return kv
 }
 
 func TestProblems_ErrorIsSortedOneLinePerProblem(t *testing.T) {

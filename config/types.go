@@ -38,6 +38,7 @@ type Config struct {
 	LogLevel        slog.Level    // IMSPROXY_LOG_LEVEL
 	LogFormat       string        // IMSPROXY_LOG_FORMAT: "text" or "json"
 	ShutdownTimeout time.Duration // IMSPROXY_SHUTDOWN_TIMEOUT
+	ShutdownDelay   time.Duration // IMSPROXY_SHUTDOWN_DELAY
 	CallersFile     string        // IMSPROXY_CALLERS_FILE, "" when unset
 	AllowRemote     bool          // IMSPROXY_ALLOW_REMOTE
 	AuditLog        string        // IMSPROXY_AUDIT_LOG, "" when unset, "-" for stdout
@@ -59,6 +60,15 @@ type Config struct {
 	MaxInflightBytes int64
 
 	Routes []Route // in the order of IMSPROXY_ROUTES (or stock, aem)
+
+	// AdminAllowRemote is IMSPROXY_ADMIN_ALLOW_REMOTE: the admin listener
+	// may be off loopback (the routes stay as they are).
+	AdminAllowRemote bool
+	// AdminToken is the bearer token the admin listener's mutating
+	// endpoints require: IMSPROXY_ADMIN_TOKEN, or the content of
+	// AdminTokenFile as Load read it; "" when neither is set.
+	AdminToken     Secret
+	AdminTokenFile string // IMSPROXY_ADMIN_TOKEN_FILE, "" when unset; reloaded when it changes
 
 	// Callers is the content of CallersFile as loaded; the proxy reloads
 	// the file when it changes.

@@ -7,6 +7,11 @@ import (
 // checkUnknown reports every IMSPROXY_ variable that configures nothing: a
 // typo (IMSPROXY_STOCK_CLIENTID) would otherwise leave a setting silently at
 // its default. routesSet tells whether IMSPROXY_ROUTES named the routes.
+//
+// A variable of a route that is not enabled is either a typo of an
+// enabled route's variable (IMSPROXY_STOK_CLIENT_ID), reported as such, or
+// one of a route left out of IMSPROXY_ROUTES, reported once for the route
+// however many of its variables are set.
 func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 	known := map[string]bool{}
 	for _, g := range globalNames() {
@@ -17,23 +22,34 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			known[routePrefix(n)+s] = true
 		}
 	}
+	disabled := map[string][]string{} // route not enabled → its variables that are set
 	for k := range l.env {
 		if known[k] {
 			continue
 		}
-		if route := routeOf(k); route != "" {
-			how := "add it to IMSPROXY_ROUTES"
-			if !routesSet {
-				how = "IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it"
+		route := routeOf(k)
+		s := closest(k, known)
+		if route == "" || s != "" {
+			msg := "unknown variable"
+			if s != "" {
+				msg += " (did you mean " + s + "?)"
 			}
-			ps.add(k, "configures route %s, which is not enabled: %s", route, how)
+			ps.add(k, "%s", msg)
 			continue
 		}
-		msg := "unknown variable"
-		if s := closest(k, known); s != "" {
-			msg += " (did you mean " + s + "?)"
+		disabled[route] = append(disabled[route], k)
+	}
+	for route, vars := range disabled {
+		how := "add " + route + " to IMSPROXY_ROUTES"
+		if !routesSet {
+			how = "IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it"
 		}
-		ps.add(k, "%s", msg)
+		if len(vars) == 1 {
+			ps.add(vars[0], "configures route %s, which is not enabled: %s", route, how)
+			continue
+		}
+		ps.add(prefix+"ROUTES", "route %s is not enabled, but %d of its variables are set (%s*): %s, or unset them",
+			route, len(vars), routePrefix(route), how)
 	}
 }
 

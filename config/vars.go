@@ -22,6 +22,7 @@ type globalVars struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	ShutdownDelay   time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	CallersFile     string        `env:"CALLERS_FILE"`
 	AllowRemote     bool          `env:"ALLOW_REMOTE" envDefault:"false"`
 	AuditLog        string        `env:"AUDIT_LOG"`
@@ -35,6 +36,9 @@ type globalVars struct {
 	AllowedOrigins   string        `env:"ALLOWED_ORIGINS"`
 	TokenWait        time.Duration `env:"TOKEN_WAIT" envDefault:"5s"`
 	MaxInflightBytes int64         `env:"MAX_INFLIGHT_BYTES" envDefault:"268435456"`
+	AdminAllowRemote bool          `env:"ADMIN_ALLOW_REMOTE" envDefault:"false"`
+	AdminToken       Secret        `env:"ADMIN_TOKEN"`
+	AdminTokenFile   string        `env:"ADMIN_TOKEN_FILE"`
 }
 
 // routeVars are the per-route variables, without their IMSPROXY_<NAME>_

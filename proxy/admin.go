@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/version"
 	"github.com/imsproxy/imsproxy/proxy/callers"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
@@ -15,8 +16,11 @@ import (
 
 // readiness is the /readyz body.
 type readiness struct {
-	Ready  bool                   `json:"ready"`
-	Routes map[string]routeReadyz `json:"routes"`
+	Ready bool `json:"ready"`
+	// Stopping is set once shutdown has begun: not ready whatever the
+	// tokens, so that traffic goes elsewhere while requests drain.
+	Stopping bool                   `json:"stopping,omitempty"`
+	Routes   map[string]routeReadyz `json:"routes"`
 }
 
 type routeReadyz struct {
@@ -39,16 +43,29 @@ type redisReadyz struct {
 	LastError   string `json:"last_error,omitempty"`
 }
 
-// adminHandler serves /healthz, /readyz, /metrics and /cache/purge. It
-// lives on its own listener so it never shadows an upstream path.
+// adminEndpoint describes one endpoint in the admin listener's index.
+type adminEndpoint struct {
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Description string `json:"description"`
+	Auth        string `json:"auth,omitempty"`
+}
+
+// adminHandler serves the index (GET /), /healthz, /readyz, /metrics and
+// /cache/purge. It lives on its own listener so it never shadows an
+// upstream path.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.adminIndex)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("/cache/purge", s.purgeCache)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.adminError(w, r, http.StatusNotFound, route.CodeNotFound, "No admin endpoint answers "+r.Method+" "+r.URL.Path+": GET / lists them.", "admin")
+	})
 	return s.adminBrowsers(mux)
 }
 
@@ -68,9 +85,34 @@ func (s *Server) adminBrowsers(next http.Handler) http.Handler {
 	})
 }
 
+// adminIndex is GET /: the admin endpoints, for an operator who found the
+// port and wonders what it serves.
+func (s *Server) adminIndex(w http.ResponseWriter, _ *http.Request) {
+	purgeAuth := ""
+	if s.adminToken != nil {
+		purgeAuth = "Authorization: Bearer <admin token>"
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Service   string          `json:"service"`
+		Version   string          `json:"version"`
+		Endpoints []adminEndpoint `json:"endpoints"`
+	}{
+		Service: "imsproxy admin",
+		Version: version.String(),
+		Endpoints: []adminEndpoint{
+			{"GET", "/", "this list", ""},
+			{"GET", "/healthz", "200 while the process runs (liveness)", ""},
+			{"GET", "/readyz", "200 when every route holds a valid token, else 503 (also from the start of a shutdown); per route: auth kind, token expiry, last error, and in fleet mode Redis", ""},
+			{"GET", "/metrics", "Prometheus metrics", ""},
+			{"POST", "/cache/purge?route=NAME", "empties the search cache of stock route NAME", purgeAuth},
+		},
+	})
+}
+
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	now := s.now()
-	body := readiness{Ready: true, Routes: make(map[string]routeReadyz, len(s.routes))}
+	stopping := s.stopping.Load()
+	body := readiness{Ready: !stopping, Stopping: stopping, Routes: make(map[string]routeReadyz, len(s.routes))}
 	for _, rs := range s.routes {
 		rr := routeReadyz{
 			Type:              string(rs.cfg.Type),
@@ -112,6 +154,12 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 			"Use POST /cache/purge?route=NAME to empty the search cache of route NAME.", name)
 		return
 	}
+	if s.adminToken != nil && !s.adminToken.allows(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="imsproxy admin"`)
+		s.adminError(w, r, http.StatusUnauthorized, route.CodeUnauthorizedCaller,
+			"POST /cache/purge needs Authorization: Bearer with the admin token (IMSPROXY_ADMIN_TOKEN_FILE).", name)
+		return
+	}
 	var cached []string
 	for _, rs := range s.routes {
 		switch {
@@ -148,5 +196,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // read by people and tools, never as HTML
 	_ = enc.Encode(v)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/testroute"
 	"github.com/imsproxy/imsproxy/internal/testutil"
+	"github.com/imsproxy/imsproxy/internal/version"
 	"github.com/imsproxy/imsproxy/proxy/audit"
 	"github.com/imsproxy/imsproxy/proxy/cache"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
@@ -131,7 +132,11 @@ func TestMetrics_LabelsStayBounded(t *testing.T) {
 		Err: &tokens.IMSError{StatusCode: 400, Code: "weird_" + imsSecret, Description: imsSecret}})
 	secrets = append(secrets, imsSecret, "token-1", "token-2")
 
+	build := version.Get()
 	bounded := map[string][]string{
+		// imsproxy_build_info: one value each, the binary's.
+		"version": {build.Version}, "revision": {build.Revision}, "goversion": {build.GoVersion},
+
 		"route":   {"stock", "generic"},
 		"method":  {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "COPY", "MOVE", "OTHER"},
 		"code":    {"1xx", "2xx", "3xx", "4xx", "5xx", "other"},

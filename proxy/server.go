@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
@@ -35,14 +37,21 @@ type Server struct {
 	metrics *metrics.Metrics
 	now     func() time.Time
 
-	routes  []*routeState
-	rotator *tokens.Rotator
-	callers *callers.File // nil without IMSPROXY_CALLERS_FILE
-	audit   *audit.Log    // nil without IMSPROXY_AUDIT_LOG
-	fleet   *fleet.Client // nil without IMSPROXY_REDIS_URL
+	routes     []*routeState
+	rotator    *tokens.Rotator
+	callers    *callers.File // nil without IMSPROXY_CALLERS_FILE
+	audit      *audit.Log    // nil without IMSPROXY_AUDIT_LOG
+	fleet      *fleet.Client // nil without IMSPROXY_REDIS_URL
+	adminToken *adminToken   // nil without IMSPROXY_ADMIN_TOKEN[_FILE]
 	// inflight bounds what all routes hold for answers being cached or
 	// rewritten (IMSPROXY_MAX_INFLIGHT_BYTES).
 	inflight *inflight.Limiter
+
+	// stopping turns /readyz to 503 once shutdown has begun; hurry ends
+	// the shutdown delay early (SkipShutdownDelay).
+	stopping  atomic.Bool
+	hurry     chan struct{}
+	hurryOnce sync.Once
 
 	listeners []net.Listener // routes in order, then admin
 
@@ -81,6 +90,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		log:     opts.Logger,
 		metrics: metrics.New(),
 		now:     opts.Now,
+		hurry:   make(chan struct{}),
 
 		readHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, 10*time.Second),
 		idleTimeout:       cmp.Or(opts.IdleTimeout, 2*time.Minute),
@@ -95,6 +105,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if cfg.MaxInflightBytes > 0 {
 		s.inflight = inflight.New(cfg.MaxInflightBytes)
 	}
+	s.adminToken = newAdminToken(cfg, s.log)
 	if cfg.CallersFile != "" {
 		s.callers = callers.NewFile(cfg.CallersFile, cfg.RouteNames(), cfg.Callers, s.log)
 	}
@@ -137,6 +148,15 @@ func (s *Server) warn(rc *config.Route) {
 	if rc.Type == config.TypeStock && rc.AllowLicense && s.audit == nil {
 		s.log.Warn("licensing is allowed but IMSPROXY_AUDIT_LOG is not set: licensing attempts are not audited", "route", rc.Name)
 	}
+	switch {
+	case config.OnLoopback(rc.Listen):
+	case s.callers != nil:
+		s.log.Warn("route listens off loopback: whoever reaches the address and holds a caller key of IMSPROXY_CALLERS_FILE calls the upstream with the route's credentials",
+			"route", rc.Name, "listen", rc.Listen)
+	default:
+		s.log.Warn("route listens off loopback with no IMSPROXY_CALLERS_FILE (IMSPROXY_ALLOW_REMOTE=true): whoever reaches the address calls the upstream with the route's credentials",
+			"route", rc.Name, "listen", rc.Listen)
+	}
 }
 
 // Manager returns the token manager of a route (nil for AUTH=none or an
@@ -158,23 +178,57 @@ func (s *Server) route(name string) *routeState {
 }
 
 // Listen binds every listener, so that a port in use is reported before
-// anything runs.
+// anything runs. Its error names the variable of the listener that could
+// not be bound.
 func (s *Server) Listen() error {
-	addrs := make([]string, 0, len(s.routes)+1)
+	type listener struct{ v, addr string }
+	ls := make([]listener, 0, len(s.routes)+1)
 	for _, rs := range s.routes {
-		addrs = append(addrs, rs.cfg.Listen)
+		ls = append(ls, listener{rs.cfg.Var("LISTEN"), rs.cfg.Listen})
 	}
-	addrs = append(addrs, s.cfg.AdminListen)
-	for i, addr := range addrs {
-		ln, err := net.Listen("tcp", addr)
+	ls = append(ls, listener{"IMSPROXY_ADMIN_LISTEN", s.cfg.AdminListen})
+	for _, l := range ls {
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			s.closeListeners()
-			return fmt.Errorf("listen on %s (%s): %w", addr, s.listenerName(i), err)
+			return newListenError(l.v, l.addr, err)
 		}
 		s.listeners = append(s.listeners, ln)
 	}
 	return nil
 }
+
+// newListenError says which variable's address could not be listened on,
+// and why, in the words of the usual cause.
+func newListenError(v, addr string, err error) error {
+	var msg string
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		msg = fmt.Sprintf("%s %s is in use: another process listens there; stop it, or set %s to a free address", v, addr, v)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		msg = fmt.Sprintf("%s %s cannot be listened on: no interface of this machine has that address", v, addr)
+	case errors.Is(err, syscall.EACCES):
+		msg = fmt.Sprintf("%s %s cannot be listened on: permission denied (ports below 1024 need privileges; choose a port above 1023)", v, addr)
+	default:
+		cause := err
+		var op *net.OpError
+		if errors.As(err, &op) {
+			cause = op.Err // without "listen tcp <addr>:", which msg says already
+		}
+		msg = fmt.Sprintf("%s %s cannot be listened on: %v", v, addr, cause)
+	}
+	return &listenError{msg: msg, err: err}
+}
+
+// listenError is a listener that could not be bound: a message naming its
+// variable, over the cause.
+type listenError struct {
+	msg string
+	err error
+}
+
+func (e *listenError) Error() string { return e.msg }
+func (e *listenError) Unwrap() error { return e.err }
 
 func (s *Server) listenerName(i int) string {
 	if i < len(s.routes) {
@@ -227,11 +281,18 @@ func (s *Server) Reload() {
 	if s.callers != nil {
 		_, _ = s.callers.Reload() // logged there
 	}
+	s.adminToken.Reload()
 }
 
-// Run serves until ctx is done, then stops accepting, drains in-flight
-// requests for up to the shutdown timeout and returns. Listen must have
-// succeeded.
+// SkipShutdownDelay ends the shutdown delay at once, when Run is in it or
+// gets to it (a second SIGINT or SIGTERM): the drain starts.
+func (s *Server) SkipShutdownDelay() { s.hurryOnce.Do(func() { close(s.hurry) }) }
+
+// Run serves until ctx is done. Then /readyz answers 503 at once, while
+// new requests are still served for the shutdown delay (the time a load
+// balancer or a sidecar's application needs to stop sending them); then
+// it stops accepting, drains in-flight requests for up to the shutdown
+// timeout and returns. Listen must have succeeded.
 func (s *Server) Run(ctx context.Context) error {
 	if len(s.listeners) != len(s.routes)+1 {
 		return errors.New("proxy: Run before Listen")
@@ -252,6 +313,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.callers != nil {
 		wg.Go(func() { s.callers.Watch(runCtx, callers.PollInterval) })
+	}
+	if s.adminToken != nil && s.adminToken.path != "" {
+		wg.Go(func() { s.adminToken.watch(runCtx, callers.PollInterval) })
 	}
 	handlers := make([]http.Handler, 0, len(s.listeners))
 	for _, rs := range s.routes {
@@ -275,8 +339,10 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		runErr = s.delayShutdown(errs)
 	case runErr = <-errs:
 	}
+	s.stopping.Store(true)
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -300,6 +366,29 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
+// delayShutdown turns /readyz to 503 and keeps serving for the shutdown
+// delay, unless SkipShutdownDelay or a failing listener ends it first
+// (whose error it returns).
+func (s *Server) delayShutdown(errs <-chan error) error {
+	s.stopping.Store(true)
+	d := s.cfg.ShutdownDelay
+	if d <= 0 {
+		return nil
+	}
+	s.log.Info("stopping: /readyz answers 503, new requests are still served for the shutdown delay", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-s.hurry:
+		s.log.Info("shutdown delay cut short by a second signal")
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -310,8 +399,12 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 	}
 }
 
-// Ready reports whether every route that needs a token holds a valid one.
+// Ready reports whether every route that needs a token holds a valid one
+// and the server is not shutting down.
 func (s *Server) Ready() bool {
+	if s.stopping.Load() {
+		return false
+	}
 	for _, rs := range s.routes {
 		if rs.mgr != nil && !rs.mgr.Status().Ready {
 			return false

@@ -296,7 +296,12 @@ func TestProxy_IMSDownWhileTokenValidCausesNoFailures(t *testing.T) {
 func startServer(t *testing.T, rc *config.Route, opts Options) (*Server, context.CancelFunc, func() error) {
 	t.Helper()
 	rc.Listen = "127.0.0.1:0"
-	cfg := &config.Config{AdminListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second, Routes: []config.Route{*rc}}
+	return startConfig(t, &config.Config{AdminListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second, Routes: []config.Route{*rc}}, opts)
+}
+
+// startConfig is startServer with the whole configuration given.
+func startConfig(t *testing.T, cfg *config.Config, opts Options) (*Server, context.CancelFunc, func() error) {
+	t.Helper()
 	srv, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/imsproxy/imsproxy/config"
 )
 
 // callerKeyPrefix marks imsproxy caller keys, so that secret scanners and
@@ -47,8 +49,30 @@ func callerKey(args []string, stdout, stderr io.Writer) int {
 		Routes    []string `json:"routes"`
 		License   bool     `json:"license"`
 	}{*name, hex.EncodeToString(sum[:]), list, *license})
+	// The entry is checked by the parser of the callers file itself, so
+	// that nothing is printed that the proxy would refuse to load.
+	if _, err := config.ParseCallers([]byte("["+string(entry)+"]"), nil); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			line = strings.TrimPrefix(strings.TrimPrefix(line, "caller 1 ("+*name+"): "), "caller 1: ")
+			fmt.Fprintf(stderr, "imsproxy caller-key: %s\n", flagged(line))
+		}
+		fmt.Fprintf(stderr, "\n")
+		fs.printUsage(stderr)
+		return 2
+	}
 	fmt.Fprintf(stdout, "caller key (give it to the application; it is shown only now):\n  %s\n", key)
 	fmt.Fprintf(stdout, "key_sha256:\n  %s\n", hex.EncodeToString(sum[:]))
 	fmt.Fprintf(stdout, "entry for IMSPROXY_CALLERS_FILE (a JSON list of such entries):\n  %s\n", entry)
 	return 0
+}
+
+// flagged names the flag a problem of the callers file's parser is about:
+// its messages speak of the file's fields, name and routes.
+func flagged(problem string) string {
+	for field, flag := range map[string]string{"name ": "-name: ", "routes ": "-routes: ", "route ": "-routes: "} {
+		if strings.HasPrefix(problem, field) {
+			return flag + problem
+		}
+	}
+	return problem
 }

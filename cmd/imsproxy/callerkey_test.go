@@ -50,3 +50,35 @@ func TestCallerKey_Usage(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// caller-key refuses, as a usage error, what the callers file's own
+// parser would refuse, and then prints no key and no entry.
+func TestCallerKey_RefusesAnEntryTheProxyWouldNotLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"empty name and routes", []string{"-name", "", "-routes", ""}, []string{
+			"imsproxy caller-key: -name: name is required", "imsproxy caller-key: -routes: routes is empty"}},
+		{"a route IMSPROXY_ROUTES cannot name", []string{"-routes", "stock,st ock"}, []string{
+			`imsproxy caller-key: -routes: routes holds "st ock": a route name is lower-case letters, digits and single underscores`}},
+		{"an unprintable name", []string{"-name", "a\x00b"}, []string{"imsproxy caller-key: -name: name must be at most 100 printable characters"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"caller-key"}, tc.args...), nil, &stdout, &stderr)
+			if code != 2 || stdout.Len() != 0 {
+				t.Fatalf("exit %d, stdout %q; want 2 and nothing printed", code, stdout.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			if strings.Contains(stderr.String(), "imsp_") {
+				t.Error("a refused entry's key was printed")
+			}
+		})
+	}
+}

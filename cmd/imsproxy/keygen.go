@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -70,12 +71,9 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	keyPath, certPath := filepath.Join(dir, keyFileName), filepath.Join(dir, certFileName)
-	for _, p := range []string{keyPath, certPath} {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(stderr, "imsproxy keygen: %s already exists: refusing to overwrite it "+
-				"(a key in use would be lost); choose another -out\n", p)
-			return 1
-		}
+	if msg := checkOut(dir, keyPath, certPath); msg != "" {
+		fmt.Fprintf(stderr, "imsproxy keygen: %s\n", msg)
+		return 1
 	}
 	now := time.Now()
 	kp, err := generateKeyPair(*cn, time.Duration(*days)*24*time.Hour, now)
@@ -89,6 +87,47 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 	}
 	printNextSteps(stdout, keyPath, certPath, kp.Cert, now)
 	return 0
+}
+
+// checkOut says why the key pair cannot be written to dir, or "": a file
+// there already (never overwritten), or a directory that cannot be, such
+// as one under a file.
+func checkOut(dir string, paths ...string) string {
+	for _, p := range paths {
+		_, err := os.Lstat(p)
+		switch {
+		case err == nil:
+			return p + " already exists: refusing to overwrite it (a key in use would be lost); choose another -out"
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case errors.Is(err, syscall.ENOTDIR):
+			return "-out " + dir + " cannot be created: " + notDirectory(dir) + " is not a directory"
+		}
+		return "cannot use -out " + dir + ": " + pathError(err)
+	}
+	return ""
+}
+
+// notDirectory returns the first existing ancestor of dir (or dir) that is
+// not a directory.
+func notDirectory(dir string) string {
+	for p := dir; ; p = filepath.Dir(p) {
+		if info, err := os.Stat(p); err == nil && !info.IsDir() {
+			return p
+		}
+		if parent := filepath.Dir(p); parent == p {
+			return dir
+		}
+	}
+}
+
+// pathError is err without the operation *fs.PathError prefixes ("lstat").
+func pathError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }
 
 // generateKeyPair makes an RSA 2048 key and a self-signed certificate for

@@ -155,3 +155,23 @@ func TestKeygen_UsageErrors(t *testing.T) {
 		t.Errorf("a refused keygen wrote %d files", len(entries))
 	}
 }
+
+// An -out that cannot be a directory is reported as what it is, not as
+// an existing key pair.
+func TestKeygen_OutUnderAFileSaysWhatIsWrong(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{filepath.Join(file, "keys"), filepath.Join(file, "deeper", "keys"), "/dev/null/x"} {
+		code, stdout, stderr := runCmd(t, nil, "keygen", "-out", out)
+		notDir := file
+		if strings.HasPrefix(out, "/dev/null") {
+			notDir = "/dev/null"
+		}
+		want := "imsproxy keygen: -out " + out + " cannot be created: " + notDir + " is not a directory\n"
+		if code != 1 || stdout != "" || stderr != want {
+			t.Errorf("-out %s: exit %d, stdout %q, stderr %q; want 1 and %q", out, code, stdout, stderr, want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/version"
 )
 
@@ -36,21 +37,52 @@ var commands = []command{
 	{"audit", "print the fleet's licensing audit trail from Redis as JSON lines", auditCmd},
 	{"caller-key", "mint a caller key for IMSPROXY_CALLERS_FILE",
 		func(args, _ []string, stdout, stderr io.Writer) int { return callerKey(args, stdout, stderr) }},
+	{"health", "exit 0 when the running proxy is ready (or, with -live, alive): a container probe", health},
 	{"sandbox", "run a built-in Adobe emulator and the proxy in front of it, and print what to try",
 		func(args, _ []string, stdout, stderr io.Writer) int { return sandbox(args, stdout, stderr) }},
 	{"version", "print the version, VCS revision and time, and Go version",
 		func(args, _ []string, stdout, stderr io.Writer) int { return printVersion(args, stdout, stderr) }},
 }
 
-// usage is the top-level help.
+// docsURL is where the documentation of the source tree (docs/) is read.
+const docsURL = "https://github.com/imsproxy/imsproxy/tree/main/docs"
+
+// usage is the top-level help: the commands, the environment variables
+// that configure the proxy, and where the documentation is.
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: imsproxy [command] [flags]\n\ncommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
 	}
-	b.WriteString("\n'imsproxy COMMAND -h' describes a command.\n")
+	b.WriteString("\n'imsproxy COMMAND -h' describes a command.\n\n")
+	b.WriteString("The proxy is configured by environment variables only; 'imsproxy check' validates them\n" +
+		"as serve does and obtains one token per route.\n")
+	wrap(&b, "  global:    ", config.GlobalVariables())
+	wrap(&b, "  per route: IMSPROXY_<ROUTE>_ followed by ", config.RouteVariables())
+	b.WriteString("\nDocumentation: " + docsURL + "\n" +
+		"  configuration.md (every variable), credentials.md, operations.md, kubernetes.md, docker.md.\n")
 	return b.String()
+}
+
+// wrap writes head and then words, comma-separated, in lines of at most
+// 100 characters indented under head's first column.
+func wrap(b *strings.Builder, head string, words []string) {
+	line := head
+	for i, w := range words {
+		if i < len(words)-1 {
+			w += ","
+		}
+		if len(line)+1+len(w) > 100 && line != head {
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			line = "             "
+		}
+		if line[len(line)-1] != ' ' {
+			line += " "
+		}
+		line += w
+	}
+	b.WriteString(line + "\n")
 }
 
 // run dispatches a command and returns its exit code.

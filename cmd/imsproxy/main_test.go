@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/imsproxy/imsproxy/config"
 )
 
 func TestRun_Commands(t *testing.T) {
@@ -71,5 +74,33 @@ func TestCommands_HelpAndUnknownArguments(t *testing.T) {
 	var stdout bytes.Buffer
 	if code := run([]string{"-h"}, nil, &stdout, io.Discard); code != 0 || !strings.Contains(stdout.String(), "caller-key") {
 		t.Errorf("-h: exit %d, stdout %q; want the list of commands", code, stdout.String())
+	}
+}
+
+// The top-level help names every variable the configuration reads, the
+// command that checks them and where the documentation is.
+func TestUsage_NamesTheVariablesAndTheDocumentation(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := run([]string{"-h"}, nil, &stdout, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	help := stdout.String()
+	for _, w := range append(config.GlobalVariables(), "IMSPROXY_<ROUTE>_", "'imsproxy check'", docsURL, "configuration.md") {
+		if !strings.Contains(help, w) {
+			t.Errorf("the help lacks %q", w)
+		}
+	}
+	// A route variable stands as a word of the list: CLIENT_SECRET must
+	// not pass for being inside CLIENT_SECRET_FILE.
+	words := strings.FieldsFunc(help, func(r rune) bool { return r == ' ' || r == ',' || r == '\n' })
+	for _, v := range config.RouteVariables() {
+		if !slices.Contains(words, v) {
+			t.Errorf("the help lacks the route variable %s", v)
+		}
+	}
+	for _, line := range strings.Split(help, "\n") {
+		if len(line) > 100 {
+			t.Errorf("line longer than 100 columns: %q", line)
+		}
 	}
 }

@@ -15,19 +15,27 @@ import (
 	"github.com/imsproxy/imsproxy/proxy"
 )
 
-// serve runs the proxy until SIGINT or SIGTERM, then drains and exits 0.
-// SIGHUP reloads the routes' credentials and the callers file.
+// serve runs the proxy until SIGINT or SIGTERM, then (after
+// IMSPROXY_SHUTDOWN_DELAY) drains and exits 0; a second signal cuts the
+// delay short. SIGHUP reloads the routes' credentials, the callers file
+// and the admin token file.
 func serve(args, environ []string, stdout, stderr io.Writer) int {
 	fs := newFlags("serve", "usage: imsproxy [serve]\n\n"+
-		"Runs the proxy, configured by IMSPROXY_* environment variables, until SIGINT or SIGTERM.\n"+
-		"SIGHUP reloads the credentials and the callers file.\n", stdout, stderr)
+		"Runs the proxy, configured by IMSPROXY_* environment variables, until SIGINT or SIGTERM:\n"+
+		"then /readyz answers 503, requests are still served for IMSPROXY_SHUTDOWN_DELAY (a second\n"+
+		"signal ends it), and in-flight requests drain for up to IMSPROXY_SHUTDOWN_TIMEOUT.\n"+
+		"SIGHUP reloads the credentials, the callers file and the admin token file.\n", stdout, stderr)
 	if code, ok := fs.parse(args, 0); !ok {
 		return code
 	}
-	// Caught from the start: SIGHUP's default action would kill the proxy.
+	// Caught from the start: SIGHUP's default action would kill the proxy,
+	// and a SIGTERM while it starts must still let it stop in order.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(term)
 
 	srv, cfg, log, code := start(environ, stderr)
 	if srv == nil {
@@ -39,17 +47,27 @@ func serve(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("imsproxy started", "version", version.String(), "admin", cfg.AdminListen)
 
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	done := make(chan struct{})
+	defer close(done) // before wg.Wait: defers run last first
 	wg.Go(func() {
-		for {
+		for stopping := false; ; {
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
+			case sig := <-term:
+				if stopping {
+					srv.SkipShutdownDelay()
+					continue
+				}
+				stopping = true
+				log.Info("signal received: stopping", "signal", sig.String())
+				stop()
 			case <-hup:
-				log.Info("SIGHUP: reloading credentials and the callers file")
+				log.Info("SIGHUP: reloading credentials, the callers file and the admin token file")
 				srv.Reload()
 			}
 		}
@@ -64,9 +82,10 @@ func serve(args, environ []string, stdout, stderr io.Writer) int {
 
 // start does what serve does before it serves: it loads and validates the
 // configuration (exactly what `imsproxy check` validates), builds the
-// server and binds its listeners. When it cannot, it has said why and
-// returns a nil server and the exit code: 2 for an invalid configuration,
-// 1 for anything else (a port in use).
+// server and binds its listeners. When it cannot, it has said why on
+// stderr, as for an invalid configuration, and returns a nil server and
+// the exit code: 2 for an invalid configuration, 1 for anything else (a
+// port in use).
 func start(environ []string, stderr io.Writer) (*proxy.Server, *config.Config, *slog.Logger, int) {
 	cfg, err := loadConfig(environ, stderr)
 	if err != nil {
@@ -75,11 +94,12 @@ func start(environ []string, stderr io.Writer) (*proxy.Server, *config.Config, *
 	log := newLogger(cfg, stderr)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil { // a file config.Load checked could not be opened after all
-		log.Error("cannot start", "error", err)
+		fmt.Fprintf(stderr, "imsproxy: cannot start: %v\n", err)
 		return nil, nil, nil, 1
 	}
-	if err := srv.Listen(); err != nil {
-		log.Error("cannot start", "error", err)
+	if err := srv.Listen(); err != nil { // names the variable: IMSPROXY_STOCK_LISTEN 127.0.0.1:8080 is in use...
+		_ = srv.Close()
+		fmt.Fprintf(stderr, "imsproxy: %v\n", err)
 		return nil, nil, nil, 1
 	}
 	return srv, cfg, log, 0

@@ -10,10 +10,12 @@ import (
 	"time"
 )
 
-// release is set at build time:
+// release and revision are set at build time, where the Go toolchain
+// cannot read the VCS (an image build, whose context has no .git):
 //
-//	go build -ldflags "-X github.com/imsproxy/imsproxy/internal/version.release=v1.2.3"
-var release string
+//	go build -ldflags "-X github.com/imsproxy/imsproxy/internal/version.release=v1.2.3 \
+//	  -X github.com/imsproxy/imsproxy/internal/version.revision=$(git rev-parse HEAD)"
+var release, revision string
 
 // Info describes the running binary.
 type Info struct {
@@ -25,10 +27,13 @@ type Info struct {
 }
 
 // Get returns the binary's Info, read once.
-var Get = sync.OnceValue(func() Info { return read(release, debug.ReadBuildInfo) })
+var Get = sync.OnceValue(func() Info { return read(release, revision, debug.ReadBuildInfo) })
 
-func read(release string, buildInfo func() (*debug.BuildInfo, bool)) Info {
-	info := Info{Version: release, GoVersion: runtime.Version()}
+// read returns the Info of a binary stamped with release and revision
+// (either may be empty) whose toolchain recorded buildInfo. The VCS
+// revision recorded by the toolchain wins over a stamped one.
+func read(release, revision string, buildInfo func() (*debug.BuildInfo, bool)) Info {
+	info := Info{Version: release, Revision: revision, GoVersion: runtime.Version()}
 	bi, ok := buildInfo()
 	if !ok {
 		if info.Version == "" {

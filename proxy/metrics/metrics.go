@@ -12,14 +12,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/imsproxy/imsproxy/internal/version"
 	"github.com/imsproxy/imsproxy/tokens"
 )
+
+// durationBuckets are the buckets of both duration histograms: 1 ms to
+// 60 s (the default TIMEOUT), so that the two compare bucket for bucket.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
 // Metrics holds the collectors, registered on a registry of their own.
 type Metrics struct {
 	registry *prometheus.Registry
 
 	requests       *prometheus.CounterVec   // route, method, code, cache
+	durations      *prometheus.HistogramVec // route, code
 	upstream       *prometheus.HistogramVec // route
 	exchanges      *prometheus.CounterVec   // route, auth, outcome, error
 	cacheHits      *prometheus.CounterVec   // route
@@ -38,11 +44,15 @@ func New() *Metrics {
 			Name: "imsproxy_requests_total",
 			Help: "Requests answered, by route, method, status class and cache result.",
 		}, []string{"route", "method", "code", "cache"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "imsproxy_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its answer, by route and status class.",
+			Buckets: durationBuckets,
+		}, []string{"route", "code"}),
 		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "imsproxy_upstream_duration_seconds",
-			Help: "Time from sending a request upstream to its response headers.",
-			// 1 ms to 60 s (the default TIMEOUT).
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+			Name:    "imsproxy_upstream_duration_seconds",
+			Help:    "Time from sending a request upstream to its response headers.",
+			Buckets: durationBuckets,
 		}, []string{"route"}),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imsproxy_token_exchanges_total",
@@ -69,7 +79,15 @@ func New() *Metrics {
 			Help: "Credential reloads (file change or SIGHUP), by route and outcome; on failure the old credentials stay in use.",
 		}, []string{"route", "outcome"}),
 	}
-	m.registry.MustRegister(m.requests, m.upstream, m.exchanges, m.cacheHits, m.cacheMisses, m.cacheEvictions, m.licenses, m.reloads,
+	v := version.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "imsproxy_build_info",
+		Help:        "Always 1; the labels say which imsproxy runs (the revision is empty when the build did not record it).",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.GoVersion},
+	})
+	buildInfo.Set(1)
+	m.registry.MustRegister(m.requests, m.durations, m.upstream, m.exchanges, m.cacheHits, m.cacheMisses, m.cacheEvictions,
+		m.licenses, m.reloads, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -79,23 +97,27 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// RequestCounter counts one route's answered requests. Its children of
-// imsproxy_requests_total are indexed by method, status class and cache
-// result and resolved on first use, so that counting a request takes no
-// lock, no label hashing and no allocation.
+// RequestCounter counts one route's answered requests and their
+// durations. Its children of imsproxy_requests_total and
+// imsproxy_request_duration_seconds are indexed by method, status class
+// and cache result and resolved on first use, so that counting a request
+// takes no lock, no label hashing and no allocation.
 type RequestCounter struct {
-	vec   *prometheus.CounterVec
-	route string
-	cells [len(methodLabels)][len(statusClasses)][len(cacheLabels)]atomic.Pointer[prometheus.Counter]
+	vec       *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+	route     string
+	cells     [len(methodLabels)][len(statusClasses)][len(cacheLabels)]atomic.Pointer[prometheus.Counter]
+	timers    [len(statusClasses)]atomic.Pointer[prometheus.Observer]
 }
 
 // Requests returns the counter of route's answered requests.
 func (m *Metrics) Requests(route string) *RequestCounter {
-	return &RequestCounter{vec: m.requests, route: route}
+	return &RequestCounter{vec: m.requests, durations: m.durations, route: route}
 }
 
-// Count records one answered request; xcache is X-Cache's value.
-func (rc *RequestCounter) Count(method string, status int, xcache string) {
+// Count records one answered request: xcache is X-Cache's value, elapsed
+// the time from its arrival to the end of its answer.
+func (rc *RequestCounter) Count(method string, status int, xcache string, elapsed time.Duration) {
 	mi, si, ci := methodIndex(method), statusIndex(status), cacheIndex(xcache)
 	cell := &rc.cells[mi][si][ci]
 	c := cell.Load()
@@ -105,6 +127,14 @@ func (rc *RequestCounter) Count(method string, status int, xcache string) {
 		c = cell.Load()
 	}
 	(*c).Inc()
+	timer := &rc.timers[si]
+	o := timer.Load()
+	if o == nil {
+		observer := rc.durations.WithLabelValues(rc.route, statusClasses[si])
+		timer.CompareAndSwap(nil, &observer)
+		o = timer.Load()
+	}
+	(*o).Observe(elapsed.Seconds())
 }
 
 // UpstreamObserver returns what records the time to response headers of
@@ -161,17 +191,26 @@ func (m *Metrics) gaugeFunc(name, help, route string, f func() float64) {
 	}, f))
 }
 
-// WatchTokens exports the seconds until the route's token expires (0
-// without a valid token).
+// WatchTokens exports the seconds until the route's token expires: 0
+// without a valid token, and no sample at all for a valid token whose
+// expiry is unknown (a fixed token that is not a JWT), since a 0 would
+// read as "no token" and an alert on it would never clear.
 func (m *Metrics) WatchTokens(route string, status func() tokens.Status, now func() time.Time) {
-	m.gaugeFunc("imsproxy_token_expiry_seconds", "Seconds until the current token expires (0 without a valid token).", route,
-		func() float64 {
+	m.registry.MustRegister(optionalGauge{
+		desc: prometheus.NewDesc("imsproxy_token_expiry_seconds",
+			"Seconds until the current token expires (0 without a valid token; absent when a valid token's expiry is unknown).",
+			nil, prometheus.Labels{"route": route}),
+		value: func() (float64, bool) {
 			st := status()
-			if !st.Ready || st.Expiry.IsZero() {
-				return 0
+			switch {
+			case !st.Ready:
+				return 0, true
+			case st.Expiry.IsZero():
+				return 0, false
 			}
-			return st.Expiry.Sub(now()).Seconds()
-		})
+			return st.Expiry.Sub(now()).Seconds(), true
+		},
+	})
 }
 
 // WatchCertificate exports the expiry time of the route's certificate. A

@@ -18,9 +18,10 @@ import (
 	"github.com/imsproxy/imsproxy/config"
 )
 
-// CountFunc counts one answered request: its method, final status and
-// X-Cache value ("" when the cache had no say).
-type CountFunc func(method string, status int, xcache string)
+// CountFunc counts one answered request: its method, final status,
+// X-Cache value ("" when the cache had no say) and the time from its
+// arrival to the end of its answer.
+type CountFunc func(method string, status int, xcache string, elapsed time.Duration)
 
 // Handler is the skeleton of one route around the route's stages.
 type Handler struct {
@@ -63,8 +64,9 @@ func (h *Handler) finish(st *state) {
 	if v := st.rec.Header()["X-Cache"]; len(v) > 0 { // every request passes here: no key canonicalising
 		xcache = v[0]
 	}
+	elapsed := time.Since(st.start)
 	if h.count != nil {
-		h.count(st.method, status, xcache)
+		h.count(st.method, status, xcache, elapsed)
 	}
 	h.errorLine(st, status)
 	if h.log.Enabled(st, slog.LevelDebug) {
@@ -74,7 +76,7 @@ func (h *Handler) finish(st *state) {
 		}
 		h.log.LogAttrs(st, slog.LevelDebug, "request", append(st.attrs(),
 			slog.Int("status", status), slog.String("cache", cache),
-			slog.Duration("duration", time.Since(st.start)))...)
+			slog.Duration("duration", elapsed))...)
 	}
 }
 

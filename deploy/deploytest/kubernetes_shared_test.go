@@ -1,0 +1,365 @@
+package deploytest
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/imsproxy/imsproxy/config"
+)
+
+// shared returns the shared-service variant and its imsproxy Deployment
+// and container.
+func shared(t *testing.T) (*variant, appsv1.Deployment, corev1.Container) {
+	t.Helper()
+	v := loadVariant(t, sharedDir)
+	for _, d := range v.deployments {
+		if cs := proxyContainers(d.Spec.Template.Spec); len(cs) == 1 {
+			return v, d, cs[0]
+		}
+	}
+	t.Fatal("the shared variant has no Deployment with one imsproxy container")
+	return nil, appsv1.Deployment{}, corev1.Container{}
+}
+
+// containerPort resolves a port given by name or number to a port of c.
+func containerPort(c corev1.Container, p intstr.IntOrString) (corev1.ContainerPort, bool) {
+	for _, cp := range c.Ports {
+		if (p.Type == intstr.String && cp.Name == p.StrVal) || (p.Type == intstr.Int && cp.ContainerPort == p.IntVal) {
+			return cp, true
+		}
+	}
+	return corev1.ContainerPort{}, false
+}
+
+// TestKubernetes_SharedServiceIsWired: at least two replicas; the Service
+// selects the proxy's pods and each of its ports reaches a container port
+// that a listener of the proxy uses; the PodDisruptionBudget selects
+// exactly those pods and lets a drain evict one; the grace period covers
+// the shutdown delay and the drain; a listener off loopback has what
+// imsproxy requires of it.
+func TestKubernetes_SharedServiceIsWired(t *testing.T) {
+	t.Parallel()
+	v, d, c := shared(t)
+	podLabels := d.Spec.Template.Labels
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		t.Errorf("Deployment %s: replicas %v, want at least 2", d.Name, d.Spec.Replicas)
+	}
+	env := v.containerEnv(t, c)
+
+	// Container ports are the ports the proxy listens on.
+	listening := map[int32]string{}
+	for k, addr := range env {
+		if strings.HasSuffix(k, "_LISTEN") {
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				t.Errorf("%s=%s: %v", k, addr, err)
+				continue
+			}
+			listening[int32(mustAtoi(t, port))] = k
+		}
+	}
+	for _, cp := range c.Ports {
+		if _, ok := listening[cp.ContainerPort]; !ok {
+			t.Errorf("container port %s %d: no listener of imsproxy there (%v)", cp.Name, cp.ContainerPort, listening)
+		}
+	}
+
+	var svc *corev1.Service
+	for i := range v.services {
+		if selects(metav1Selector(v.services[i].Spec.Selector), podLabels) {
+			svc = &v.services[i]
+		}
+	}
+	if svc == nil {
+		t.Fatal("no Service selects the proxy's pods")
+	}
+	for _, sp := range svc.Spec.Ports {
+		if _, ok := containerPort(c, sp.TargetPort); !ok {
+			t.Errorf("Service %s port %s: targetPort %s is no port of the proxy container", svc.Name, sp.Name, sp.TargetPort.String())
+		}
+	}
+
+	if len(v.pdbs) != 1 {
+		t.Fatalf("%d PodDisruptionBudgets, want 1", len(v.pdbs))
+	}
+	pdb := v.pdbs[0]
+	if !selects(pdb.Spec.Selector, podLabels) {
+		t.Errorf("PodDisruptionBudget %s does not select the proxy's pods %v", pdb.Name, podLabels)
+	}
+	for _, other := range v.pods() {
+		if other.name != "Deployment "+d.Name && selects(pdb.Spec.Selector, other.meta.Labels) {
+			t.Errorf("PodDisruptionBudget %s also selects %s", pdb.Name, other.name)
+		}
+	}
+	if m := pdb.Spec.MinAvailable; m == nil || m.Type != intstr.Int || d.Spec.Replicas == nil || m.IntVal < 1 || m.IntVal >= *d.Spec.Replicas {
+		t.Errorf("PodDisruptionBudget minAvailable %v: want at least 1 and fewer than the replicas, so a drain can evict one", m)
+	}
+
+	delay, err := time.ParseDuration(orDefault(env["IMSPROXY_SHUTDOWN_DELAY"], "0s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain, err := time.ParseDuration(orDefault(env["IMSPROXY_SHUTDOWN_TIMEOUT"], "15s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delay == 0 {
+		t.Error("no IMSPROXY_SHUTDOWN_DELAY: a replica stops taking connections before every node has removed it from the Service")
+	}
+	grace := 30 * time.Second // the API server's default
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if grace <= delay+drain {
+		t.Errorf("terminationGracePeriodSeconds %s: want more than IMSPROXY_SHUTDOWN_DELAY + IMSPROXY_SHUTDOWN_TIMEOUT (%s)", grace, delay+drain)
+	}
+
+	if !loopback(env["IMSPROXY_ADMIN_LISTEN"]) && (env["IMSPROXY_ADMIN_ALLOW_REMOTE"] != "true" || env["IMSPROXY_ADMIN_TOKEN_FILE"] == "") {
+		t.Error("the admin listener is not on loopback: it needs IMSPROXY_ADMIN_ALLOW_REMOTE=true and IMSPROXY_ADMIN_TOKEN_FILE")
+	}
+	for _, r := range routeNames(env) {
+		if !loopback(env["IMSPROXY_"+strings.ToUpper(r)+"_LISTEN"]) && env["IMSPROXY_CALLERS_FILE"] == "" {
+			t.Errorf("route %s listens off loopback without IMSPROXY_CALLERS_FILE: anyone who reaches it spends the organisation's credentials", r)
+		}
+	}
+	if env["IMSPROXY_ALLOW_REMOTE"] == "true" {
+		t.Error("IMSPROXY_ALLOW_REMOTE=true opens the routes to any caller: a shared service identifies its callers")
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
+
+// TestKubernetes_NetworkPolicyGuardsTheAdminPort: a NetworkPolicy selects
+// the proxy's pods for ingress, and every rule that admits the admin port
+// (a rule without ports admits them all) admits only Prometheus in the
+// monitoring namespace; the route port admits the application's pods.
+// Redis admits only the proxy.
+func TestKubernetes_NetworkPolicyGuardsTheAdminPort(t *testing.T) {
+	t.Parallel()
+	v, d, c := shared(t)
+	env := v.containerEnv(t, c)
+	adminPort := int32(mustAtoi(t, strings.TrimPrefix(listenPort(env["IMSPROXY_ADMIN_LISTEN"]), ":")))
+	podLabels := d.Spec.Template.Labels
+
+	policy := policyFor(v, podLabels)
+	if policy == nil {
+		t.Fatal("no Ingress NetworkPolicy selects the proxy's pods")
+	}
+	admitsAdmin, admitsRoute := false, false
+	for i, rule := range policy.Spec.Ingress {
+		ports := rulePorts(t, c, rule)
+		if len(ports) == 0 || slices.Contains(ports, adminPort) {
+			admitsAdmin = true
+			if len(rule.From) == 0 {
+				t.Errorf("rule %d admits the admin port from anywhere", i+1)
+			}
+			for _, peer := range rule.From {
+				ns := peer.NamespaceSelector
+				if peer.IPBlock != nil || ns == nil || ns.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" || peer.PodSelector == nil {
+					t.Errorf("rule %d admits the admin port from %s: want Prometheus's pods in the monitoring namespace only", i+1, oneLine(peer))
+				}
+			}
+		}
+		if slices.ContainsFunc(ports, func(p int32) bool { return p != adminPort }) && len(rule.From) > 0 {
+			admitsRoute = true
+		}
+	}
+	if !admitsAdmin {
+		t.Error("no rule admits the admin port: Prometheus could not scrape")
+	}
+	if !admitsRoute {
+		t.Error("no rule admits the application's pods to a route port")
+	}
+
+	var redisLabels map[string]string
+	for _, s := range v.statefulSets {
+		redisLabels = s.Spec.Template.Labels
+	}
+	redisPolicy := policyFor(v, redisLabels)
+	if redisPolicy == nil {
+		t.Fatal("no Ingress NetworkPolicy selects Redis's pods")
+	}
+	for i, rule := range redisPolicy.Spec.Ingress {
+		for _, peer := range rule.From {
+			if peer.NamespaceSelector != nil || peer.IPBlock != nil || !selects(peer.PodSelector, podLabels) {
+				t.Errorf("Redis rule %d admits %s: want the proxy's pods only", i+1, oneLine(peer))
+			}
+		}
+		if len(rule.From) == 0 {
+			t.Errorf("Redis rule %d admits anyone", i+1)
+		}
+	}
+}
+
+// policyFor returns the Ingress NetworkPolicy that selects pods with these
+// labels.
+func policyFor(v *variant, podLabels map[string]string) *networkingv1.NetworkPolicy {
+	for i, p := range v.policies {
+		if selects(&p.Spec.PodSelector, podLabels) && slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			return &v.policies[i]
+		}
+	}
+	return nil
+}
+
+// rulePorts resolves a rule's ports (named or numbered) to numbers of c.
+func rulePorts(t *testing.T, c corev1.Container, rule networkingv1.NetworkPolicyIngressRule) []int32 {
+	t.Helper()
+	var out []int32
+	for _, p := range rule.Ports {
+		if p.Port == nil {
+			return nil // every port
+		}
+		cp, ok := containerPort(c, *p.Port)
+		if !ok {
+			t.Errorf("NetworkPolicy port %s is no port of the proxy container", p.Port.String())
+			continue
+		}
+		out = append(out, cp.ContainerPort)
+	}
+	return out
+}
+
+// TestKubernetes_RedisKeepsTheFleetState: the proxy's IMSPROXY_REDIS_URL
+// (from its Secret) names the Redis Service and port; Redis refuses to
+// evict (noeviction: an evicted licence count would forget licences spent),
+// writes an append-only file, and keeps it on a persistent volume.
+func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
+	t.Parallel()
+	v, _, c := shared(t)
+	env := v.containerEnv(t, c)
+	u, err := url.Parse(env["IMSPROXY_REDIS_URL"])
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		t.Fatalf("IMSPROXY_REDIS_URL %q: want redis://", env["IMSPROXY_REDIS_URL"])
+	}
+	var svc *corev1.Service
+	for i := range v.services {
+		if v.services[i].Name == u.Hostname() {
+			svc = &v.services[i]
+		}
+	}
+	if svc == nil {
+		t.Fatalf("IMSPROXY_REDIS_URL names host %s: no such Service", u.Hostname())
+	}
+	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return itoa32(p.Port) == u.Port() }) {
+		t.Errorf("IMSPROXY_REDIS_URL port %s is not a port of Service %s", u.Port(), svc.Name)
+	}
+	if len(v.statefulSets) != 1 {
+		t.Fatalf("%d StatefulSets, want Redis's", len(v.statefulSets))
+	}
+	redis := v.statefulSets[0]
+	if !selects(metav1Selector(svc.Spec.Selector), redis.Spec.Template.Labels) {
+		t.Errorf("Service %s does not select Redis's pods", svc.Name)
+	}
+	rc := redis.Spec.Template.Spec.Containers[0]
+	args := strings.Join(slices.Concat(rc.Command, rc.Args), " ")
+	for _, want := range []string{"--appendonly yes", "--maxmemory-policy noeviction"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("Redis runs %q: want %s", args, want)
+		}
+	}
+	if pw, ok := secretData(v.secrets["imsproxy-redis"])["password"]; ok && strings.Contains(args, "--requirepass") {
+		if p, _ := u.User.Password(); p != pw {
+			t.Error("IMSPROXY_REDIS_URL's password is not the one Redis requires")
+		}
+	}
+	onClaim := false
+	for _, m := range rc.VolumeMounts {
+		for _, claim := range redis.Spec.VolumeClaimTemplates {
+			onClaim = onClaim || (m.Name == claim.Name && m.MountPath == "/data")
+		}
+	}
+	if !onClaim {
+		t.Error("Redis's /data is not on a volume claim: its append-only file would not outlive the pod")
+	}
+}
+
+// TestKubernetes_SharedServiceConfigurationLoads: the proxy's environment,
+// with its Secrets materialised from the examples, is a configuration
+// imsproxy accepts, and the example callers file parses for its routes.
+func TestKubernetes_SharedServiceConfigurationLoads(t *testing.T) {
+	t.Parallel()
+	v, d, c := shared(t)
+	root := t.TempDir()
+	env := v.materialise(t, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta}, c, root, nil)
+	callers, err := os.ReadFile(env["IMSPROXY_CALLERS_FILE"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.ParseCallers(callers, routeNames(env)); err != nil {
+		t.Errorf("the example callers file: %v", err)
+	}
+	checkConfigLoads(t, "the shared service", env)
+	if !strings.HasPrefix(env["IMSPROXY_CALLERS_FILE"], filepath.Clean(root)) {
+		t.Errorf("IMSPROXY_CALLERS_FILE %s is not in a mounted Secret", env["IMSPROXY_CALLERS_FILE"])
+	}
+}
+
+// TestKubernetes_SharedServiceProbesPathsThatAnswer: the HTTP probes reach
+// the admin port and ask paths the running imsproxy answers with 200 when
+// ready — /readyz for startup and readiness, /healthz (never /readyz) for
+// liveness: an IMS outage must not restart every replica.
+func TestKubernetes_SharedServiceProbesPathsThatAnswer(t *testing.T) {
+	t.Parallel()
+	v, _, c := shared(t)
+	env := v.containerEnv(t, c)
+	adobe := startEmulator(t)
+	creds := adobe.credentials(t)
+	p := startProxy(t, map[string]string{
+		"IMSPROXY_ROUTES":              "stock",
+		"IMSPROXY_IMS_URL":             adobe.URL,
+		"IMSPROXY_STOCK_UPSTREAM":      adobe.URL,
+		"IMSPROXY_STOCK_CLIENT_ID":     creds.ClientID,
+		"IMSPROXY_STOCK_CLIENT_SECRET": creds.ClientSecret,
+		"IMSPROXY_STOCK_SCOPES":        strings.Join(creds.Scopes, ","),
+	})
+	p.waitReady(t)
+	for _, pr := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{
+		{"startupProbe", c.StartupProbe, "/readyz"},
+		{"readinessProbe", c.ReadinessProbe, "/readyz"},
+		{"livenessProbe", c.LivenessProbe, "/healthz"},
+	} {
+		if pr.probe == nil || pr.probe.HTTPGet == nil {
+			t.Errorf("%s: want an HTTP probe of the admin listener", pr.name)
+			continue
+		}
+		get := pr.probe.HTTPGet
+		cp, ok := containerPort(c, get.Port)
+		if !ok || listenPort(env["IMSPROXY_ADMIN_LISTEN"]) != ":"+itoa32(cp.ContainerPort) {
+			t.Errorf("%s: port %s is not the admin listener's (%s)", pr.name, get.Port.String(), env["IMSPROXY_ADMIN_LISTEN"])
+		}
+		if get.Path != pr.path {
+			t.Errorf("%s: path %s, want %s", pr.name, get.Path, pr.path)
+		}
+		if status, body := httpGet(t, p.adminURL()+get.Path); status != http.StatusOK {
+			t.Errorf("%s: GET %s on a ready imsproxy: %d %s", pr.name, get.Path, status, body)
+		}
+	}
+}

@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,9 +247,53 @@ func TestE2E_LicenseThroughTheProxyEmptiesTheCache(t *testing.T) {
 	}
 }
 
+// searchGate stands between the proxy and the emulator: it forwards every
+// request, but holds each Search/Files until released, so that a test
+// decides when Stock answers instead of racing a fixed latency.
+type searchGate struct {
+	URL       string
+	arrived   chan struct{} // one send per search that reached it
+	release   chan struct{}
+	once      sync.Once
+	cancelled atomic.Int64 // searches whose request ended before their answer
+}
+
+// open lets the held searches, and all later ones, go on to Stock.
+func (g *searchGate) open() { g.once.Do(func() { close(g.release) }) }
+
+func startSearchGate(t *testing.T, upstream string) *searchGate {
+	t.Helper()
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &searchGate{arrived: make(chan struct{}, 64), release: make(chan struct{})}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/Rest/Media/1/Search/Files" {
+			g.arrived <- struct{}{}
+			select {
+			case <-g.release:
+			case <-r.Context().Done():
+				g.cancelled.Add(1)
+				return
+			}
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { g.open(); srv.Close() })
+	g.URL = srv.URL
+	return g
+}
+
 func TestE2E_CacheConcurrentSearchesShareOneRequestAndSurviveALeavingCaller(t *testing.T) {
-	a, p, base := startCachedStock(t, nil)
-	a.SetFaults(fakeadobe.ServiceStock, fakeadobe.Faults{Latency: fakeadobe.Duration(time.Second)})
+	a := startAdobe(t, fakeadobe.Options{})
+	gate := startSearchGate(t, a.URL)
+	env := a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{}))
+	env["IMSPROXY_STOCK_UPSTREAM"] = gate.URL
+	p := startProxy(t, env)
+	p.waitReady()
+	base := p.URL("stock")
 
 	type result struct {
 		status int
@@ -265,11 +313,15 @@ func TestE2E_CacheConcurrentSearchesShareOneRequestAndSurviveALeavingCaller(t *t
 		out <- result{resp.StatusCode, b.String(), err}
 	}
 	const misses = `imsproxy_cache_misses_total{route="stock"}`
-	// The first caller starts the fetch, then gives up.
+	// The first caller starts the fetch, which Stock holds, then gives up.
 	leaderCtx, cancel := context.WithCancel(context.Background())
 	leader := make(chan result, 1)
 	go get(leaderCtx, leader)
-	p.waitMetric(misses, 1)
+	select {
+	case <-gate.arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first search did not reach Stock within 20 s")
+	}
 	const followers = 6
 	answers := make(chan result, followers)
 	var wg sync.WaitGroup
@@ -281,6 +333,7 @@ func TestE2E_CacheConcurrentSearchesShareOneRequestAndSurviveALeavingCaller(t *t
 	if r := <-leader; r.err == nil {
 		t.Fatalf("the first caller's request was not cancelled: %+v", r)
 	}
+	gate.open() // Stock answers
 	wg.Wait()
 	close(answers)
 	var first string
@@ -297,7 +350,7 @@ func TestE2E_CacheConcurrentSearchesShareOneRequestAndSurviveALeavingCaller(t *t
 	if n := searches(a); n != 1 {
 		t.Errorf("the emulator saw %d searches for %d callers, want 1", n, 1+followers)
 	}
-	if n := a.Stats().Statuses["stock.search_files 499"]; n != 0 {
+	if n := gate.cancelled.Load(); n != 0 {
 		t.Errorf("the shared search was cancelled upstream when the first caller left")
 	}
 	if _, h, _ := httpGet(t, base+cacheSearch); h.Get("X-Cache") != "HIT" {

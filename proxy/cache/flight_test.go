@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,6 +154,28 @@ func (s *failingSearch) handler(w http.ResponseWriter, r *http.Request, body []b
 		return
 	}
 	s.next(w, r, body)
+}
+
+// A caller whose lookup missed just before a fetch of the same search
+// ended, and which joins no flight since, takes the stored answer rather
+// than asking the upstream again: concurrent misses make one request
+// however their timing falls.
+func TestCache_ACallerThatMissedAsAFetchEndedTakesItsAnswer(t *testing.T) {
+	f := newCacheFixture(t, nil, nil)
+	_, want := f.get(searchPath) // the fetch that ended
+	req := httptest.NewRequest(http.MethodGet, searchPath, nil)
+	key, _ := appendSearchKey(nil, f.cache.route, req)
+	// The late caller, past its lookup: it reaches the flights with
+	// nothing under way.
+	s := &stage{c: f.cache, next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		t.Error("the late caller was sent upstream")
+	})}
+	res, led := s.sharedFetch(httptest.NewRecorder(), req, string(key))
+	if !led || res.entry == nil || string(res.entry.body) != want {
+		t.Fatalf("led %v, entry %+v: want the stored answer", led, res.entry)
+	}
+	res.release()
+	f.wantUpstreamCalls(1)
 }
 
 func TestCache_StaleIfError(t *testing.T) {

@@ -148,6 +148,13 @@ func (s *stage) sharedFetch(w http.ResponseWriter, r *http.Request, key string) 
 	}
 	f = &fetched{aborted: true} // what the waiters get if fetch panics
 	defer func() { s.c.flights.finish(fk, call, f) }()
+	// A fetch of key may have ended between this caller's lookup and its
+	// join: its answer is stored by now, and is this caller's too, without
+	// a second upstream request.
+	if e := s.c.fresh([]byte(key)); e != nil {
+		f = &fetched{status: http.StatusOK, entry: e}
+		return f, true
+	}
 	f = s.fetch(w, r, key)
 	return f, true
 }

@@ -80,7 +80,7 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 // credentialsJSON returns an AEM service-credentials file as the
-// Developer Console writes it (adobe-facts §3.1), with key 0 and a
+// Developer Console writes it (as the AEM Developer Console does), with key 0 and a
 // certificate valid a year past testNow. edit changes the integration
 // object before encoding; a nil value deletes the field.
 func credentialsJSON(t *testing.T, edit map[string]any) string {

@@ -343,8 +343,10 @@ func TestLoad_Listeners(t *testing.T) {
 			"IMSPROXY_STOCK_LISTEN: 0.0.0.0:8080 is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) or IMSPROXY_ALLOW_REMOTE=true to listen on it"}},
 		{"empty host refused", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", ":8080"), []string{
 			"IMSPROXY_STOCK_LISTEN: :8080 is not a loopback address: set IMSPROXY_CALLERS_FILE (who may call) or IMSPROXY_ALLOW_REMOTE=true to listen on it"}},
-		{"host name refused", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "proxy.internal:8080"), []string{
-			"IMSPROXY_STOCK_LISTEN: proxy.internal:8080 is not a loopback address..."}},
+		{"a host name that does not resolve", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "proxy.invalid:8080"), []string{
+			"IMSPROXY_STOCK_LISTEN: names host proxy.invalid, which does not resolve here: use an IP address of this machine, or 0.0.0.0"}},
+		{"an address this machine does not have", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "192.0.2.1:8080", "IMSPROXY_ALLOW_REMOTE", "true"), []string{
+			"IMSPROXY_STOCK_LISTEN: 192.0.2.1 is not an address of this machine: use one of its addresses, or 0.0.0.0 for all of them"}},
 		{"allowed with a callers file", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080", "IMSPROXY_CALLERS_FILE", callers), nil},
 		{"allowed with ALLOW_REMOTE", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "0.0.0.0:8080", "IMSPROXY_ALLOW_REMOTE", "true"), nil},
 		{"same address twice", with(oauthStock(), "IMSPROXY_STOCK_LISTEN", "127.0.0.1:9090"), []string{
@@ -477,5 +479,15 @@ func TestLoad_ReadsOnlyItsArgument(t *testing.T) {
 	r := mustLoad(t, map[string]string{"IMSPROXY_STOCK_ACCESS_TOKEN": "t"}).Routes[0]
 	if r.Credentials.ClientID != "" {
 		t.Errorf("client id %q came from the process environment", r.Credentials.ClientID)
+	}
+}
+
+func TestLoad_URLsCarryNoPassword(t *testing.T) {
+	for _, v := range []string{"IMSPROXY_STOCK_UPSTREAM", "IMSPROXY_IMS_URL", "IMSPROXY_STOCK_IMS_URL", "IMSPROXY_STOCK_DOWNLOAD_UPSTREAM"} {
+		got := loadProblems(t, with(oauthStock(), v, "https://user:s3cret-pw@example.com"))
+		wantProblems(t, got, v+": must not carry a user name or password: the proxy authenticates with the route's credentials")
+		if out := strings.Join(got, "\n"); strings.Contains(out, "s3cret-pw") {
+			t.Errorf("%s: the password is repeated:\n%s", v, out)
+		}
 	}
 }

@@ -42,6 +42,9 @@ func parseHTTPURL(s string) (*url.URL, string) {
 		return nil, "must be an absolute http or https URL with a host"
 	case u.Fragment != "" || u.RawQuery != "":
 		return nil, "must not have a query or a fragment"
+	case u.User != nil:
+		// It would be logged with the URL, and the proxy never sends it.
+		return nil, "must not carry a user name or password: the proxy authenticates with the route's credentials"
 	}
 	return u, ""
 }
@@ -66,7 +69,37 @@ func checkListen(addr string) (host, port, msg string) {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return "", "", "must be host:port with a port number from 0 to 65535"
 	}
+	if msg := localHost(host); msg != "" {
+		return "", "", msg
+	}
 	return host, port, ""
+}
+
+// localHost reports why this machine cannot listen on host: an IP address
+// it does not have, or a name that does not resolve. (Whether the port is
+// free is not judged: a running proxy holds its own ports while
+// `imsproxy check` runs.)
+func localHost(host string) string {
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || strings.EqualFold(host, "localhost") || ip != nil && (ip.IsUnspecified() || ip.IsLoopback()):
+		return ""
+	case ip == nil:
+		if _, err := net.LookupHost(host); err != nil {
+			return "names host " + host + ", which does not resolve here: use an IP address of this machine, or 0.0.0.0"
+		}
+		return ""
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "" // cannot tell: let the listener say
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return ""
+		}
+	}
+	return host + " is not an address of this machine: use one of its addresses, or 0.0.0.0 for all of them"
 }
 
 // LoopbackAddress reports whether a listener on addr (host:port) is

@@ -19,7 +19,7 @@ import (
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
 
-// The Stock search cache (SPEC §5), end to end: the real binary in front of
+// The Stock search cache, end to end: the real binary in front of
 // the emulator, whose request records show what reached "Adobe".
 
 const cacheSearch = "/Rest/Media/1/Search/Files?search_parameters[words]=cat&search_parameters[limit]=3&result_columns[]=id&result_columns[]=title"

@@ -15,7 +15,7 @@ import (
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
 
-// What the Stock search cache stores and what it never does (SPEC §5), end
+// What the Stock search cache stores and what it never does, end
 // to end: the real binary in front of the emulator, whose faults give the
 // answers Stock rarely sends (no-store, over 1 MiB).
 

@@ -182,7 +182,7 @@ func getBody(url string) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// TestE2E_RotateKeyUnderLoadThenRevokeTheOldCertificate follows seed 002
+// TestE2E_RotateKeyUnderLoadThenRevokeTheOldCertificate follows the certificate rotation AEM documents
 // ("Refresh Credentials"): a new certificate is added, the new key is
 // installed, and once it is in use the old certificate is revoked, while
 // 20 callers send requests all along.

@@ -13,7 +13,7 @@ import (
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
 )
 
-// TestE2E_ProxyErrors: every error the proxy makes itself (SPEC §7) that
+// TestE2E_ProxyErrors: every error the proxy makes itself that
 // the binary can produce today, each with the §7 shape, and none of them
 // carrying a secret.
 func TestE2E_ProxyErrors(t *testing.T) {

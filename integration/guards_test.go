@@ -1,6 +1,6 @@
 package integration
 
-// End-to-end tests of SPEC §6 — who may call, what may be spent, downloads
+// End-to-end tests of the guards — who may call, what may be spent, downloads
 // without the token — against the real binary and the emulator.
 
 import (

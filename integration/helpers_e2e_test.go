@@ -113,14 +113,14 @@ func closedPortURL(t *testing.T) string {
 	return "http://" + addr
 }
 
-// proxyError is the body of an error the proxy made (SPEC §7).
+// proxyError is the body of an error the proxy made.
 type proxyError struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 	Route   string `json:"route"`
 }
 
-// checkProxyError asserts the SPEC §7 shape of an answer: the status,
+// checkProxyError asserts the shape of an answer: the status,
 // Content-Type application/json, X-Imsproxy-Error naming the code, and a
 // JSON body of exactly error, message and route.
 func checkProxyError(t *testing.T, status int, h http.Header, body []byte, wantStatus int, wantCode, wantRoute string) proxyError {

@@ -12,7 +12,7 @@ import (
 )
 
 // TestE2E_IdleMemory: the proxy with the default two routes, after a few
-// requests, stays a small sidecar (SPEC §1: under 30 MiB resident).
+// requests, stays a small sidecar (under 30 MiB resident).
 func TestE2E_IdleMemory(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's shadow memory makes the binary's RSS meaningless")

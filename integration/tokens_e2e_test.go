@@ -119,7 +119,7 @@ var authCases = []authCase{
 	},
 }
 
-// TestE2E_AuthKinds: every auth kind of SPEC §4 gets a token the emulator
+// TestE2E_AuthKinds: every auth kind gets a token the emulator
 // accepts, the upstream sees it, and /readyz reports the kind and the
 // token's real expiry.
 func TestE2E_AuthKinds(t *testing.T) {

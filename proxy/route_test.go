@@ -181,7 +181,7 @@ func TestRoute_RequestID(t *testing.T) {
 	}
 }
 
-// decodeProxyError checks the SPEC §7 shape and returns the body.
+// decodeProxyError checks the shape of a proxy-made error and returns the body.
 func decodeProxyError(t *testing.T, resp *http.Response, status int, code string) errorBody {
 	t.Helper()
 	defer resp.Body.Close()

@@ -88,7 +88,7 @@ var ims = map[string]struct {
 // Hint tells the operator the likely cause of the failure and what to check.
 func (e *IMSError) Hint() string {
 	if e.Code == "invalid_client" {
-		// Seed 003: the same code means two different things by status.
+		// Adobe Stock's Access API Reference: the same code means two different things by status.
 		if e.StatusCode == http.StatusUnauthorized {
 			if !e.JWTExchange {
 				return "the client id and client secret do not match (was the secret rotated?): " +

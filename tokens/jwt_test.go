@@ -55,7 +55,7 @@ func exchangedJWT(t *testing.T, s *JWTSource) (jwt.MapClaims, map[string]json.Ra
 var jsonInteger = regexp.MustCompile(`^[0-9]+$`)
 
 // checkFreshExpAndJTI asserts what IMS insists on: exp and jti are JSON
-// integers (seed 003: otherwise invalid_token), exp is 5 min ahead, jti fits
+// integers (Adobe Stock's Access API Reference: otherwise invalid_token), exp is 5 min ahead, jti fits
 // a float64 exactly.
 func checkFreshExpAndJTI(t *testing.T, raw map[string]json.RawMessage) {
 	t.Helper()

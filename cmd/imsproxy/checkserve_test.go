@@ -49,7 +49,7 @@ func TestCheckRefusesWhatServeRefuses(t *testing.T) {
 	}
 	values := []string{
 		"", " ", "x", "-", "-1", "0", "1", "5", "true", "false", "none", "jwt", "oauth", "token",
-		"1s", "0s", "-5s", "99999999999999999999", "127.0.0.1:0", "0.0.0.0:0", "localhost:0", "127.0.0.1:99999", "[::1]:0",
+		"1s", "0s", "-5s", "99999999999999999999", "127.0.0.1:0", "0.0.0.0:0", "localhost:0", "127.0.0.1:99999", "[::1]:0", "192.0.2.1:0", "nosuchhost.invalid:0",
 		"http://127.0.0.1:1", "https://u:p@example.com/x?y", "ftp://example.com", "stock", "stock,stock", "a b",
 		"/nonexistent/file", dir, write("empty", ""), write("garbage", "{"),
 		write("wrong-shape.json", `[{"name":"x"}]`), write("other-route.json", testutil.CallersJSON(testutil.Caller{Name: "b", Key: "b", Routes: []string{"elsewhere"}})),

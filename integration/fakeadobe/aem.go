@@ -411,7 +411,7 @@ func (s *Server) handleAEMBinary(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		slingResponse(w, http.StatusMethodNotAllowed, r.URL.Path, "Method Not Allowed")
 		return
 	}
 	p := strings.TrimPrefix(r.URL.Path, "/content/dam/")
@@ -424,7 +424,7 @@ func (s *Server) handleAEMBinary(w http.ResponseWriter, r *http.Request) {
 	}
 	s.dam.mu.Unlock()
 	if n == nil || node.folder || isRendition && rendition != "cq5dam.thumbnail.319.319.png" {
-		http.NotFound(w, r)
+		slingResponse(w, http.StatusNotFound, r.URL.Path, "Not found")
 		return
 	}
 	a := &asset{ID: node.id, Width: 1200, Height: 800}

@@ -2,6 +2,7 @@ package fakeadobe
 
 import (
 	"bytes"
+	"encoding/json"
 	"image/jpeg"
 	"net/http"
 	"strings"
@@ -122,5 +123,25 @@ func TestAEM_WritesAndCustomMethods(t *testing.T) {
 	_, body := e.get("/api/assets/projects/logo.png.json", h())
 	if !strings.Contains(string(body), `"dc:title":"Logo 2026"`) {
 		t.Fatalf("metadata update lost: %s", body)
+	}
+}
+
+// Every answer of the emulator's AEM is JSON, as AEM's Sling answers are:
+// a client of a .json API reads the body of any answer.
+func TestAEM_BinaryPathsAnswerJSONErrors(t *testing.T) {
+	e := newEnv(t, Options{})
+	tok := e.token(e.creds)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/content/dam/nope.jpg", http.StatusNotFound},
+		{"GET", "/content/dam/wknd/nope.jpg/_jcr_content/renditions/other.png", http.StatusNotFound},
+		{"DELETE", "/content/dam/wknd", http.StatusMethodNotAllowed},
+	} {
+		resp, body := e.do(tc.method, tc.path, map[string]string{"Authorization": "Bearer " + tok}, nil)
+		if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !json.Valid(body) {
+			t.Errorf("%s %s: %d %s %q, want %d and JSON", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status)
+		}
 	}
 }

@@ -205,11 +205,17 @@ func (c *Credentials) ServiceCredentialsJSON(imsBaseURL string) ([]byte, error) 
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("fakeadobe: IMS base URL %q: not an absolute URL", imsBaseURL)
 	}
+	// The AEM Developer Console issues service credentials for AEM alone:
+	// their metascope is AEM's, whatever else the client is bound to.
+	metascopes := c.Metascopes
+	if slices.Contains(metascopes, MetascopeAEM) {
+		metascopes = []string{MetascopeAEM}
+	}
 	doc := map[string]any{
 		"ok": true,
 		"integration": map[string]any{
 			"imsEndpoint": u.Host,
-			"metascopes":  strings.Join(c.Metascopes, ","),
+			"metascopes":  strings.Join(metascopes, ","),
 			"technicalAccount": map[string]string{
 				"clientId": c.ClientID, "clientSecret": c.ClientSecret,
 			},

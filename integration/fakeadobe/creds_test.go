@@ -131,3 +131,24 @@ func TestStart_RefusesNonLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The AEM Developer Console issues service credentials for AEM alone: the
+// file names AEM's metascope, so its token is refused by Stock.
+func TestServiceCredentialsJSON_NamesAEMsMetascopeOnly(t *testing.T) {
+	c, err := GenerateCredentials(CredentialOptions{Key: testKey(t, 0)}) // bound to every service
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := c.ServiceCredentialsJSON("https://ims-na1.adobelogin.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Integration struct {
+			Metascopes string `json:"metascopes"`
+		} `json:"integration"`
+	}
+	if err := json.Unmarshal(js, &doc); err != nil || doc.Integration.Metascopes != MetascopeAEM {
+		t.Errorf("metascopes = %q (%v), want %s only", doc.Integration.Metascopes, err, MetascopeAEM)
+	}
+}

@@ -43,7 +43,7 @@ const routeToken = "route-token-abc123"
 func (staticTokens) Token(context.Context) (tokens.Token, error) {
 	return tokens.Token{Value: routeToken, Expiry: time.Now().Add(time.Hour)}, nil
 }
-func (staticTokens) Invalidate(string) bool { return false }
+func (staticTokens) Invalidate(context.Context, string) bool { return false }
 
 func TestRoute_CallersFile(t *testing.T) {
 	callers, _ := loadTestCallers(t, testutil.CallersJSON(

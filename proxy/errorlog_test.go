@@ -27,7 +27,7 @@ type failingTokens struct{}
 func (failingTokens) Token(context.Context) (tokens.Token, error) {
 	return tokens.Token{}, &tokens.IMSError{StatusCode: 401, Code: "invalid_client", Description: "invalid client_id parameter"}
 }
-func (failingTokens) Invalidate(string) bool { return false }
+func (failingTokens) Invalidate(context.Context, string) bool { return false }
 
 // logLines decodes JSON log output, one object a line.
 func logLines(t *testing.T, out string) []map[string]any {
@@ -254,5 +254,62 @@ func TestRoute_EveryLogLineCarriesTheRequestID(t *testing.T) {
 		if !msgs[want] {
 			t.Errorf("no %q line among %v", want, msgs)
 		}
+	}
+}
+
+// Lines about a request written by code that knows nothing of routes carry
+// its id too: the token manager dropping the token an upstream refused,
+// and an upstream answer that broke off (the reverse proxy's own line
+// would have neither route nor request id).
+func TestRoute_TokenAndBrokenAnswerLinesCarryTheRequestID(t *testing.T) {
+	up := &testutil.Upstream{Handler: func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		switch {
+		case r.URL.Path == "/refused" && r.Header.Get("Authorization") == "Bearer token-1":
+			w.WriteHeader(http.StatusUnauthorized)
+		case r.URL.Path == "/cut":
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, "only the start")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // the upstream breaks the connection off
+		}
+	}}
+	upstream := httptest.NewServer(up)
+	t.Cleanup(upstream.Close)
+	logs := &testutil.Buffer{}
+	log := slog.New(route.LogHandler(slog.NewJSONHandler(logs, nil)))
+	rc := testroute.Stock(t, upstream.URL)
+	mgr := tokens.NewManager(rc.Name, &countingSource{}, tokens.Options{Kind: "oauth", Logger: log})
+	front := httptest.NewServer(NewRoute(rc, mgr, RouteOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil))}))
+	t.Cleanup(front.Close)
+	for path, id := range map[string]string{"/refused": "trace-401", "/cut": "trace-cut"} {
+		req, _ := http.NewRequest("GET", front.URL+path, nil)
+		req.Header.Set(route.RequestIDHeader, id)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	want := map[string]string{
+		"upstream rejected the token; fetching a new one":       "trace-401",
+		"the upstream's answer broke off; the caller's was cut": "trace-cut",
+	}
+	for _, l := range logLines(t, logs.String()) {
+		msg, _ := l["msg"].(string)
+		if msg == "token obtained" { // an exchange is shared, no one request's
+			continue
+		}
+		if l["request_id"] == nil {
+			t.Errorf("a line without a request id: %v", l)
+		}
+		if id, ok := want[msg]; ok {
+			if l["request_id"] != id {
+				t.Errorf("%q carries request id %v, want %s", msg, l["request_id"], id)
+			}
+			delete(want, msg)
+		}
+	}
+	for msg := range want {
+		t.Errorf("no %q line:\n%s", msg, logs.String())
 	}
 }

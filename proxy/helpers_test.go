@@ -15,6 +15,7 @@ import (
 	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/proxy/inflight"
 	"github.com/imsproxy/imsproxy/proxy/metrics"
+	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
 
@@ -56,6 +57,7 @@ func NewRoute(cfg *config.Route, src tokens.TokenSource, opts RouteOptions) *tes
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.log = slog.New(route.LogHandler(p.log.Handler())) // as New does
 	if p.now == nil {
 		p.now = time.Now
 	}

@@ -26,7 +26,7 @@ const panicSecret = "eyJhbGciOi-secret-in-panic-value"
 func (panickingTokens) Token(context.Context) (tokens.Token, error) {
 	panic(errors.New("boom with " + panicSecret))
 }
-func (panickingTokens) Invalidate(string) bool { return false }
+func (panickingTokens) Invalidate(context.Context, string) bool { return false }
 
 func TestRoute_PanicIsAnswered500WithoutLeaking(t *testing.T) {
 	up := httptest.NewServer(&testutil.Upstream{})

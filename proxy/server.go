@@ -98,6 +98,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.log = slog.New(route.LogHandler(s.log.Handler()))
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -78,11 +78,18 @@ func reverseProxy(target *url.URL, transport http.RoundTripper, product string, 
 		Transport:    transport,
 		BufferPool:   copyBuffers,
 		ErrorHandler: route.UpstreamError,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// The reverse proxy logs one thing, an upstream body that broke
+		// off, without the request's fields: WatchBody notes it in the
+		// request's error line instead.
+		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
 
 		// The answer already carries the request's id; an upstream that
 		// echoes it, as Stock does, would make it appear twice.
-		ModifyResponse: func(resp *http.Response) error { resp.Header.Del(route.RequestIDHeader); return nil },
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del(route.RequestIDHeader)
+			route.WatchBody(resp)
+			return nil
+		},
 	}
 }
 

@@ -179,7 +179,7 @@ func (m *Manager) Token(ctx context.Context) (Token, error) {
 // rejected it, so the next Token call fetches a new one. It reports whether
 // the caller may retry with a fresh token: false when a forced refresh
 // already happened within ForceInterval (IMS is not asked again).
-func (m *Manager) Invalidate(value string) bool {
+func (m *Manager) Invalidate(ctx context.Context, value string) bool {
 	cur := m.current.Load()
 	if cur == nil || cur.Value != value {
 		return true // already replaced: the current token is a new one
@@ -192,7 +192,7 @@ func (m *Manager) Invalidate(value string) bool {
 	}
 	m.lastForced = now
 	if m.current.CompareAndSwap(cur, nil) {
-		m.log.Warn("upstream rejected the token; fetching a new one", "route", m.route)
+		m.log.LogAttrs(ctx, slog.LevelWarn, "upstream rejected the token; fetching a new one", slog.String("route", m.route))
 		if r, ok := m.src.(rejecter); ok {
 			r.Rejected(value)
 		}

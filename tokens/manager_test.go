@@ -215,7 +215,7 @@ func TestManager_InvalidateIsRateLimited(t *testing.T) {
 	ctx := context.Background()
 	first, _ := m.Token(ctx)
 
-	if !m.Invalidate(first.Value) {
+	if !m.Invalidate(context.Background(), first.Value) {
 		t.Fatal("first Invalidate refused")
 	}
 	second, err := m.Token(ctx)
@@ -223,18 +223,18 @@ func TestManager_InvalidateIsRateLimited(t *testing.T) {
 		t.Fatalf("after Invalidate, Token = %v, %v; want a new token", second.Value, err)
 	}
 	// A stale value (a request that used the old token) needs no refresh.
-	if !m.Invalidate(first.Value) {
+	if !m.Invalidate(context.Background(), first.Value) {
 		t.Fatal("Invalidate of an already replaced token should allow a retry")
 	}
 	clock.Advance(5 * time.Second)
-	if m.Invalidate(second.Value) {
+	if m.Invalidate(context.Background(), second.Value) {
 		t.Fatal("second forced refresh within 10s allowed")
 	}
 	if tok, _ := m.Token(ctx); tok.Value != second.Value {
 		t.Fatalf("refused Invalidate dropped the token anyway")
 	}
 	clock.Advance(5 * time.Second)
-	if !m.Invalidate(second.Value) {
+	if !m.Invalidate(context.Background(), second.Value) {
 		t.Fatal("forced refresh after 10s refused")
 	}
 	if got := src.calls.Load(); got != 2 {

@@ -84,7 +84,7 @@ func TestRotator_ReloadsARotatedClientSecretFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	reloaded := e.currentToken(mgr)
-	if !mgr.Invalidate(reloaded) {
+	if !mgr.Invalidate(context.Background(), reloaded) {
 		t.Fatal("Invalidate refused a first forced refresh")
 	}
 	if got := e.currentToken(mgr); got == reloaded {

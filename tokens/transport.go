@@ -16,7 +16,7 @@ type TokenSource interface {
 	Token(ctx context.Context) (Token, error)
 	// Invalidate drops the token the upstream rejected; false when a
 	// new one may not be fetched yet (a forced refresh was made lately).
-	Invalidate(value string) bool
+	Invalidate(ctx context.Context, value string) bool
 }
 
 var (
@@ -102,7 +102,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // retry sends req once more with a new token after the upstream refused
 // sent with 401. It returns the refusal when that cannot be done.
 func (t *Transport) retry(req *http.Request, refused *http.Response, sent Token) (*http.Response, error) {
-	if !t.tokens.Invalidate(sent.Value) {
+	if !t.tokens.Invalidate(req.Context(), sent.Value) {
 		return refused, nil
 	}
 	// The new token is fetched even when this request cannot be sent
@@ -197,7 +197,7 @@ func (t *QueryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// the next request gets a new one; this one cannot be sent again from
 	// here, the caller retries.
 	if resp.StatusCode == http.StatusUnauthorized {
-		t.Tokens.Invalidate(tok.Value)
+		t.Tokens.Invalidate(req.Context(), tok.Value)
 	}
 	return resp, nil
 }

@@ -49,7 +49,7 @@ func (s *scriptedTokens) Token(context.Context) (Token, error) {
 	return Token{Value: fmt.Sprintf("tok-%d", s.n), ClientID: s.clientID}, nil
 }
 
-func (s *scriptedTokens) Invalidate(value string) bool {
+func (s *scriptedTokens) Invalidate(_ context.Context, value string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.invalidated = append(s.invalidated, value)

@@ -86,7 +86,7 @@ func TestSharedToken_ARevokedTokenIsRefreshedOnceFleetWide(t *testing.T) {
 	fresh := make([]string, len(ms))
 	for i, m := range ms {
 		wg.Go(func() {
-			if !m.Invalidate(first.Value) {
+			if !m.Invalidate(context.Background(), first.Value) {
 				t.Error("Invalidate refused")
 			}
 			tok, err := m.Token(context.Background())

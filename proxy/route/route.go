@@ -128,6 +128,7 @@ type state struct {
 	method string
 	path   string
 	caller *config.Caller // nil until identified (or without a callers file)
+	body   watchedBody    // the upstream answer's body (WatchBody)
 
 	// The request's error line: the message and attributes noted by the
 	// code that decided the answer; logLevel is the least level asked for.

@@ -140,7 +140,6 @@ type Rotator struct {
 	now      func() time.Time
 	interval time.Duration
 	routes   []*LiveCredentials
-	byName   map[string]*LiveCredentials
 	hup      chan struct{} // a pending Reload; buffered 1
 }
 
@@ -150,8 +149,7 @@ func NewRotator(log *slog.Logger, now func() time.Time) *Rotator {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Rotator{log: log, now: clock(now), interval: pollInterval,
-		byName: make(map[string]*LiveCredentials), hup: make(chan struct{}, 1)}
+	return &Rotator{log: log, now: clock(now), interval: pollInterval, hup: make(chan struct{}, 1)}
 }
 
 // RotateOptions are the hooks of one route's rotation.
@@ -178,12 +176,8 @@ func (w *Rotator) Add(rc *config.Route, mgr *Manager, client *http.Client, opts 
 	}
 	l.setCertificateExpiry(rc.Credentials.CertificateExpiry)
 	w.routes = append(w.routes, l)
-	w.byName[rc.Name] = l
 	return l
 }
-
-// Route returns the credential state of the named route (nil if unknown).
-func (w *Rotator) Route(name string) *LiveCredentials { return w.byName[name] }
 
 // Reload asks Run to read every route's credentials again, as SIGHUP
 // does: the new ones replace the old once they have produced a token. It

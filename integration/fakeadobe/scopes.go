@@ -14,9 +14,10 @@ import (
 // The JWT metascopes are those the Developer Console binds (Adobe's list of
 // JWT metascopes, github.com/AdobeDocs/adobeio-auth JWT/Scopes.md, and the
 // AEM as a Cloud Service service credentials). The OAuth scopes are those
-// Adobe's guides name: openid for Stock (its OAuth scope), aem.* for AEM (the
-// AEM OpenAPI tutorials' aem.folders, aem.assets.author,
-// aem.fragments.management). The emulated AEM also stands in for Brand
+// Adobe's guides name: openid for Stock (the scope of Stock's OAuth user
+// authentication; the scope of a Stock server-to-server credential is not
+// published, so the same is assumed), aem.* for AEM (the AEM OpenAPI
+// tutorials' aem.folders, aem.assets.author, aem.fragments.management). The emulated AEM also stands in for Brand
 // Portal, an AEM Assets service, so it accepts Brand Portal's metascope.
 var (
 	stockMetascopes = []string{MetascopeStock}

@@ -106,6 +106,7 @@ type Server struct {
 	memberSeq    int
 
 	srvMu   sync.Mutex
+	serving sync.WaitGroup // the listeners' Serve loops, waited for by Shutdown and Close
 	httpSrv []*http.Server
 	url     string
 }
@@ -350,7 +351,7 @@ func (s *Server) start(addr string, h http.Handler, secondary bool) (string, err
 		s.url = u
 	}
 	s.srvMu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
+	s.serving.Go(func() { _ = srv.Serve(ln) })
 	return u, nil
 }
 
@@ -390,6 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.serving.Wait()
 	return errors.Join(errs...)
 }
 
@@ -405,6 +407,7 @@ func (s *Server) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	s.serving.Wait()
 	return errors.Join(errs...)
 }
 

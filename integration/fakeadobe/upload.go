@@ -312,17 +312,26 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, folder s
 		}
 		done = append(done, p)
 	}
-	if problem == "" {
-		for _, p := range done {
-			u.dropLocked(p)
-		}
-	}
-	u.mu.Unlock()
 	if problem != "" {
+		u.mu.Unlock()
 		slingResponse(w, http.StatusBadRequest, r.URL.Path, problem)
 		return
 	}
 	s.dam.mu.Lock()
+	defer s.dam.mu.Unlock()
+	for _, p := range done {
+		// A folder is no asset: a file of its name would orphan what it
+		// holds, and AEM keeps one node of a name. The tokens stay valid.
+		if n := s.dam.nodes[path.Join(folder, p.fileName)]; n != nil && n.folder {
+			u.mu.Unlock()
+			slingResponse(w, http.StatusConflict, r.URL.Path, p.fileName+" is a folder")
+			return
+		}
+	}
+	for _, p := range done {
+		u.dropLocked(p)
+	}
+	u.mu.Unlock()
 	for i, p := range done {
 		data := make([]byte, 0, p.size)
 		for part := 1; part <= p.partCount; part++ {
@@ -335,13 +344,12 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, folder s
 		// Without replace or createVersion an existing asset gets the new
 		// binary in its current version (the emulator keeps no versions).
 		n := s.dam.nodes[key]
-		if n == nil || n.folder {
+		if n == nil {
 			n = &damNode{created: s.now().UTC()}
 			s.dam.nodes[key] = n
 		}
 		n.data, n.mime = data, mimes[i]
 	}
-	s.dam.mu.Unlock()
 	slingResponse(w, http.StatusOK, r.URL.Path, "Upload complete")
 }
 

@@ -225,3 +225,23 @@ func TestAssetsAPI_FolderCreation(t *testing.T) {
 		t.Errorf("a Siren body of another class: %d, want 400", resp.StatusCode)
 	}
 }
+
+// A file named as a folder is refused: AEM keeps one node of a name, and
+// replacing the folder would orphan what it holds.
+func TestDirectBinaryUpload_AFileCannotReplaceAFolder(t *testing.T) {
+	e, h := uploadEnv(t)
+	_, a := e.initiate(h, "/content/dam", "projects", "5")
+	f := a.Files[0]
+	if status, body := put(t, f.UploadURIs[0], []byte("12345")); status != http.StatusCreated {
+		t.Fatalf("part: %d %s", status, body)
+	}
+	for _, replace := range []string{"false", "true"} {
+		status, body := e.complete(h, a.CompleteURI, "fileName", "projects", "mimeType", "text/plain", "uploadToken", f.UploadToken, "replace", replace)
+		if status != http.StatusConflict {
+			t.Errorf("replace=%s: %d %s, want 409", replace, status, body)
+		}
+	}
+	if resp, listing := e.get("/api/assets/projects.json", h); resp.StatusCode != 200 || !strings.Contains(string(listing), `"name":"logo.png"`) {
+		t.Errorf("the folder lost its assets: %d %s", resp.StatusCode, listing)
+	}
+}

@@ -108,11 +108,11 @@ func (f *File) Watch(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Identify returns the caller presenting r's key: x-api-key first (a
+// identify returns the caller presenting r's key: x-api-key first (a
 // legacy app keeps sending one, now a proxy key), then Authorization:
 // Bearer. Every caller's digest is compared in constant time, and all of
 // them are, so the time taken does not tell which entry (if any) matched.
-func (f *File) Identify(r *http.Request) *config.Caller {
+func (f *File) identify(r *http.Request) *config.Caller {
 	callers := *f.callers.Load()
 	if k := r.Header.Get("X-Api-Key"); k != "" {
 		if c := lookup(callers, k); c != nil {

@@ -57,7 +57,7 @@ func TestCallers_ReloadKeepsPreviousCallersOnError(t *testing.T) {
 	if changed, err := c.Reload(); !changed || err != nil {
 		t.Fatalf("Reload = %v, %v", changed, err)
 	}
-	if c.Identify(req("key-a")) != nil || c.Identify(req("key-b")) == nil {
+	if c.identify(req("key-a")) != nil || c.identify(req("key-b")) == nil {
 		t.Fatal("after the reload, key-a should be refused and key-b known")
 	}
 	if changed, err := c.Reload(); changed || err != nil {
@@ -80,7 +80,7 @@ func TestCallers_ReloadKeepsPreviousCallersOnError(t *testing.T) {
 		if !errors.As(err, &ps) || ps[0].Var != "IMSPROXY_CALLERS_FILE" {
 			t.Errorf("%s: Reload error = %v, want problems of IMSPROXY_CALLERS_FILE", name, err)
 		}
-		if c.Identify(req("key-b")) == nil {
+		if c.identify(req("key-b")) == nil {
 			t.Errorf("%s: the previous callers are no longer in force", name)
 		}
 	}
@@ -97,7 +97,7 @@ func TestCallers_WatchReloadsChangedFile(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer key-b")
 	deadline := time.Now().Add(5 * time.Second)
-	for c.Identify(r) == nil {
+	for c.identify(r) == nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the changed callers file was not reloaded within 5 s")
 		}

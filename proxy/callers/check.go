@@ -69,7 +69,7 @@ func (c *check) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // known identifies the caller and checks that it may use the route.
 func (c *check) known(w http.ResponseWriter, r *http.Request) bool {
 	rc := route.Config(r)
-	caller := c.file.Identify(r)
+	caller := c.file.identify(r)
 	switch {
 	case caller == nil:
 		reason := "no caller key"

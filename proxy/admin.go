@@ -71,11 +71,11 @@ func (s *Server) adminHandler() http.Handler {
 
 // adminBrowsers refuses what a web page could make a browser send to the
 // admin listener (a cross-site POST /cache/purge, a DNS-rebinding name
-// reading /readyz): the admin listener has no callers file, so on
-// loopback its Host must name this machine.
+// reading /readyz): the admin listener has no callers file, so its Host
+// must name this machine.
 func (s *Server) adminBrowsers(next http.Handler) http.Handler {
 	b := callers.Browsers{Origins: s.cfg.AllowedOrigins, Hosts: s.cfg.AllowedHosts,
-		CheckHost: config.LoopbackAddress(s.cfg.AdminListen)}
+		CheckHost: true, Addresses: !config.LoopbackAddress(s.cfg.AdminListen)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if no := b.Check(r); no != nil {
 			s.adminError(w, r, no.Status, no.Code, no.Message, "admin")

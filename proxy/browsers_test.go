@@ -101,35 +101,42 @@ func TestRoute_LoopbackListenerAnswersOnlyLocalNames(t *testing.T) {
 	}
 }
 
-// With a callers file a key tells callers apart, and a listener off
-// loopback is reached by other names: Host is not checked there.
-func TestRoute_HostIsCheckedOnlyOnLoopbackWithoutCallersFile(t *testing.T) {
+// With a callers file a key tells callers apart: Host is not checked.
+// Without one it is on every listener; off loopback the machine's
+// addresses are accepted too (a rebinding page sends a name, a kubelet's
+// probe the pod's address).
+func TestRoute_HostIsCheckedWithoutCallersFile(t *testing.T) {
 	callers, _ := loadTestCallers(t, testutil.CallersJSON(testutil.Caller{Name: "app", Key: "app-key", Routes: []string{"stock"}}))
 	for name, opts := range map[string]struct {
 		callers bool
 		listen  string
+		host    string
+		want    string
 	}{
-		"callers file":       {true, "127.0.0.1:0"},
-		"non-loopback":       {false, "0.0.0.0:0"},
-		"callers, wildcard":  {true, "[::]:0"},
-		"named loopback":     {false, "localhost:0"},
-		"loopback, no guard": {false, "127.0.0.1:0"},
+		"callers file":                {true, "127.0.0.1:0", "proxy.corp.example", "HTTP/1.1 200"},
+		"callers, wildcard":           {true, "[::]:0", "proxy.corp.example", "HTTP/1.1 200"},
+		"non-loopback, name":          {false, "0.0.0.0:0", "proxy.corp.example", "HTTP/1.1 403"},
+		"non-loopback, listed name":   {false, "0.0.0.0:0", "imsproxy.apps.svc:8080", "HTTP/1.1 200"},
+		"non-loopback, address":       {false, "0.0.0.0:0", "10.1.2.3:8080", "HTTP/1.1 200"},
+		"non-loopback, loopback name": {false, "0.0.0.0:0", "localhost:8080", "HTTP/1.1 200"},
+		"named loopback":              {false, "localhost:0", "proxy.corp.example", "HTTP/1.1 403"},
+		"loopback, no guard":          {false, "127.0.0.1:0", "proxy.corp.example", "HTTP/1.1 403"},
+		"loopback, address":           {false, "127.0.0.1:0", "10.1.2.3", "HTTP/1.1 403"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			up := &testutil.Upstream{}
-			ro := RouteOptions{}
+			ro := RouteOptions{Hosts: []string{"imsproxy.apps.svc"}}
 			if opts.callers {
 				ro.Callers = callers
 			}
 			front := guardedRoute(t, up, ro, func(rc *config.Route) { rc.Listen = opts.listen })
 			addr := strings.TrimPrefix(front.URL, "http://")
-			got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: proxy.corp.example\r\nX-Api-Key: app-key\r\nConnection: close\r\n\r\n")
-			want := "HTTP/1.1 200"
-			if !opts.callers && config.LoopbackAddress(opts.listen) {
-				want = "HTTP/1.1 403"
+			got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: "+opts.host+"\r\nX-Api-Key: app-key\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(got, opts.want) {
+				t.Errorf("%q, want %s", got, opts.want)
 			}
-			if !strings.HasPrefix(got, want) {
-				t.Errorf("%q, want %s", got, want)
+			if reached := len(up.All()) > 0; reached != (opts.want == "HTTP/1.1 200") {
+				t.Errorf("reached the upstream: %v", reached)
 			}
 		})
 	}

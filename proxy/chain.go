@@ -121,8 +121,9 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 	count := p.metrics.Requests(rc.Name).Count
 	admit := callers.Options{File: p.callers, Browsers: p.browsers}
 	// Without a callers file nothing tells a caller from a web page that
-	// reached a loopback listener through DNS rebinding but the Host.
-	admit.Browsers.CheckHost = p.callers == nil && config.LoopbackAddress(rc.Listen)
+	// reached the listener through DNS rebinding but the Host.
+	admit.Browsers.CheckHost = p.callers == nil
+	admit.Browsers.Addresses = !config.LoopbackAddress(rc.Listen)
 
 	switch rc.Type {
 	case config.TypeAEM:

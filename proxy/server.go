@@ -155,7 +155,8 @@ func (s *Server) warn(rc *config.Route) {
 		s.log.Warn("route listens off loopback: whoever reaches the address and holds a caller key of IMSPROXY_CALLERS_FILE calls the upstream with the route's credentials",
 			"route", rc.Name, "listen", rc.Listen)
 	default:
-		s.log.Warn("route listens off loopback with no IMSPROXY_CALLERS_FILE (IMSPROXY_ALLOW_REMOTE=true): whoever reaches the address calls the upstream with the route's credentials",
+		s.log.Warn("route listens off loopback with no IMSPROXY_CALLERS_FILE (IMSPROXY_ALLOW_REMOTE=true): whoever reaches the address calls the upstream with the route's credentials; "+
+			"callers must address it by an IP address, a loopback name or a name in IMSPROXY_ALLOWED_HOSTS",
 			"route", rc.Name, "listen", rc.Listen)
 	}
 }

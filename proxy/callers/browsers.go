@@ -20,9 +20,13 @@ type Browsers struct {
 	// Origins are the origins that may call (IMSPROXY_ALLOWED_ORIGINS),
 	// as browsers write them.
 	Origins []string
-	// CheckHost requires Host to name this machine: a loopback listener
-	// without a callers file, where no key tells a caller from a page.
+	// CheckHost requires Host to name this machine: a listener without a
+	// callers file, where no key tells a caller from a page.
 	CheckHost bool
+	// Addresses accepts any IP address as Host too: a listener off
+	// loopback is called by the machine's addresses (a kubelet's probe by
+	// the pod's), and a rebinding page can only send a name.
+	Addresses bool
 	// Hosts are the other Host names accepted (IMSPROXY_ALLOWED_HOSTS),
 	// in lower case.
 	Hosts []string
@@ -47,6 +51,9 @@ func (b *Browsers) Check(r *http.Request) *Refusal {
 		return refusedCrossSite
 	}
 	if b.CheckHost && !b.hostAllowed(r.Host) {
+		if b.Addresses {
+			return refusedHostOffLoopback
+		}
 		return refusedHost
 	}
 	return nil
@@ -59,6 +66,9 @@ var (
 	refusedHost = &Refusal{http.StatusForbidden, route.CodeHostNotAllowed,
 		"This listener answers only requests addressed to this machine (localhost, 127.0.0.1, [::1]), as DNS rebinding sends another name; " +
 			"call it by one of those, or ask the operator to list the name in IMSPROXY_ALLOWED_HOSTS."}
+	refusedHostOffLoopback = &Refusal{http.StatusForbidden, route.CodeHostNotAllowed,
+		"This listener answers only requests addressed to an IP address, a loopback name or a name listed in IMSPROXY_ALLOWED_HOSTS, as DNS rebinding sends another name; " +
+			"call it by one of those, or ask the operator to list the name in IMSPROXY_ALLOWED_HOSTS."}
 )
 
 func (b *Browsers) originAllowed(origin string) bool {
@@ -66,7 +76,8 @@ func (b *Browsers) originAllowed(origin string) bool {
 }
 
 // hostAllowed reports whether host, a Host header, is a loopback name or
-// address with an optional port, or one of Hosts.
+// address with an optional port, one of Hosts, or with Addresses any
+// address.
 func (b *Browsers) hostAllowed(host string) bool {
 	name, ok := cutPort(host)
 	switch {
@@ -84,7 +95,7 @@ func (b *Browsers) hostAllowed(host string) bool {
 		return false // an IPv6 address must be bracketed
 	}
 	a, err := netip.ParseAddr(name)
-	return err == nil && a.Zone() == "" && a.IsLoopback()
+	return err == nil && a.Zone() == "" && (a.IsLoopback() || b.Addresses)
 }
 
 // cutPort returns host without its :port (IPv6 addresses keep their

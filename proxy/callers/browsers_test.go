@@ -2,6 +2,7 @@ package callers
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -31,6 +32,30 @@ func TestBrowsers_HostAllowed(t *testing.T) {
 		if got := b.hostAllowed(host); got != want {
 			t.Errorf("hostAllowed(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+func TestBrowsers_HostAllowedOffLoopback(t *testing.T) {
+	b := &Browsers{CheckHost: true, Addresses: true, Hosts: []string{"imsproxy.apps.svc"}}
+	for host, want := range map[string]bool{
+		"localhost:8080": true, "127.0.0.1": true, "[::1]:1": true,
+		"imsproxy.apps.svc:8080": true,
+		"10.1.2.3":               true, "10.1.2.3:9090": true, "[fd00::1]:80": true, "[::ffff:10.0.0.1]": true,
+		"":                        false,
+		"fd00::1":                 false, // unbracketed
+		"[fe80::1%25eth0]:80":     false,
+		"10.1.2.3.nip.io":         false,
+		"rebind.attacker.example": false,
+		"imsproxy":                false,
+	} {
+		if got := b.hostAllowed(host); got != want {
+			t.Errorf("hostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Host = "rebind.attacker.example"
+	if no := b.Check(r); no == nil || no.Code != "host_not_allowed" || !strings.Contains(no.Message, "an IP address") {
+		t.Fatalf("off loopback, a rebinding name: %+v", no)
 	}
 }
 

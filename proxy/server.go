@@ -146,7 +146,7 @@ func (s *Server) warn(rc *config.Route) {
 		s.log.Warn("Adobe retired Service Account (JWT) credentials for Stock (end of life 2025-06-30); move this route to OAuth server-to-server credentials (AUTH=oauth)",
 			"route", rc.Name)
 	}
-	if rc.Type == config.TypeStock && rc.AllowLicense && s.audit == nil {
+	if rc.Type == config.TypeStock && rc.AllowLicense && s.audit == nil && s.fleet == nil { // the fleet audits to Redis
 		s.log.Warn("licensing is allowed but IMSPROXY_AUDIT_LOG is not set: licensing attempts are not audited", "route", rc.Name)
 	}
 	switch {

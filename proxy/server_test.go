@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -428,5 +429,28 @@ func TestServer_ShutdownDrainsInFlightRequests(t *testing.T) {
 	}
 	if err := wait(); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
+// Licensing without IMSPROXY_AUDIT_LOG is unaudited on one process, but a
+// fleet audits every license to its Redis stream: no warning there.
+func TestServer_WarnsOfUnauditedLicensingOnlyOutsideAFleet(t *testing.T) {
+	for _, fleet := range []bool{false, true} {
+		rc := cachedRoute(t)
+		rc.AllowLicense = true
+		cfg := &config.Config{ShutdownTimeout: time.Second, Routes: []config.Route{*rc}}
+		if fleet {
+			// New does no I/O: no Redis needs to listen there.
+			cfg.Redis = &config.Redis{URL: config.Secret("redis://127.0.0.1:1"), Prefix: "test", Timeout: time.Second}
+		}
+		var logs strings.Builder
+		srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.Close()
+		if warned := strings.Contains(logs.String(), "licensing attempts are not audited"); warned == fleet {
+			t.Errorf("fleet mode %v: warned of unaudited licensing %v:\n%s", fleet, warned, logs.String())
+		}
 	}
 }

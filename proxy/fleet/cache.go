@@ -87,7 +87,7 @@ func (l *Level2) Get(ctx context.Context, key string) []byte {
 	defer cancel()
 	gen, err := l.generation(ctx)
 	if err != nil {
-		c.fail(OpCacheGet, err)
+		c.failCache(OpCacheGet, err)
 		return nil
 	}
 	b, err := c.cache.Get(ctx, l.entryKey(gen, key)).Bytes()

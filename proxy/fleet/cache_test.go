@@ -65,8 +65,8 @@ func TestLevel2_RedisDownIsAMissAndTheBreakerKeepsSearchesOffIt(t *testing.T) {
 	ctx := context.Background()
 	_ = l.Get(ctx, "k")
 	srv.Kill()
-	if got := l.Get(ctx, "k"); got != nil || c.Up() {
-		t.Fatalf("Get with Redis down = %q, up %v", got, c.Up())
+	if got := l.Get(ctx, "k"); got != nil || l.Available() {
+		t.Fatalf("Get with Redis down = %q, the cache's breaker closed %v", got, l.Available())
 	}
 	start := time.Now()
 	for range 1000 {
@@ -76,7 +76,7 @@ func TestLevel2_RedisDownIsAMissAndTheBreakerKeepsSearchesOffIt(t *testing.T) {
 		t.Errorf("1000 lookups with the breaker open took %v: they should not ask Redis", d)
 	}
 	srv.Restart()
-	testutil.WaitFor(t, "the breaker to close once Redis answers", c.Up)
+	testutil.WaitFor(t, "the breakers to close once Redis answers", func() bool { return c.Up() && l.Available() })
 }
 
 func TestLevel2_AnAnswerFetchedBeforeAPurgeIsNeverFoundAfterIt(t *testing.T) {
@@ -126,4 +126,32 @@ func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.
 	s.Settle(ctx, true, audit.Record{})
 	cacheSrv.Restart()
 	testutil.WaitFor(t, "the cache's breaker to close", func() bool { up, _ := c.CacheUp(); return up })
+}
+
+// A search lookup gives up after 50 ms, long before IMSPROXY_REDIS_TIMEOUT:
+// one that misses its deadline on the shared Redis turns the level-2 cache
+// off until a ping, but licenses, which wait the whole timeout, go on.
+func TestLevel2_ASlowLookupDoesNotRefuseLicenses(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replica(t, srv)
+	rc := stockRoute("client")
+	l := c.Route(rc).Level2(func(string) {})
+	budget := c.Route(rc).Budget(5, time.Minute)
+	ctx := context.Background()
+	_ = l.Get(ctx, "k") // reads the generation
+	if err := inspect(t, srv).Do(ctx, "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Get(ctx, "k"); got != nil {
+		t.Fatalf("a paused Redis answered %q", got)
+	}
+	if l.Available() || !c.Up() {
+		t.Errorf("after a slow lookup: cache available %v, state up %v; want only the cache off", l.Available(), c.Up())
+	}
+	s, err := budget.Reserve(ctx) // waits out the pause
+	if err != nil {
+		t.Fatalf("a license after a slow search lookup: %v", err)
+	}
+	s.Settle(ctx, true, audit.Record{})
+	testutil.WaitFor(t, "the cache to be used again", l.Available)
 }

@@ -74,11 +74,12 @@ type Client struct {
 	lastErr atomic.Pointer[string]
 
 	// cache is the Redis of the search cache's answers: another instance
-	// (IMSPROXY_REDIS_CACHE_URL), with a breaker of its own, or the
-	// state's (then cacheUp is &up).
-	cache   *redis.Client
-	cacheUp *atomic.Bool
-	cacheDB atomic.Bool // the cache instance's own breaker, when it has one
+	// (IMSPROXY_REDIS_CACHE_URL) or the state's.
+	cache *redis.Client
+	// cacheUp is the search cache's breaker, its own even when the cache
+	// shares the state's Redis: a lookup that misses its short deadline
+	// must not refuse licenses (which wait up to IMSPROXY_REDIS_TIMEOUT).
+	cacheUp atomic.Bool
 
 	background chan struct{} // a slot per store or purge running
 	wg         sync.WaitGroup
@@ -109,15 +110,15 @@ func New(cfg *config.Redis, log *slog.Logger, failed func(op string)) (*Client, 
 		subs: make(chan string, 64),
 	}
 	c.up.Store(true) // until an operation says otherwise
-	c.cache, c.cacheUp = c.rdb, &c.up
+	c.cacheUp.Store(true)
+	c.cache = c.rdb
 	if !cfg.CacheURL.IsZero() {
 		copts, err := clientOptions(cfg, cfg.CacheURL)
 		if err != nil {
 			_ = c.rdb.Close()
 			return nil, errors.New("IMSPROXY_REDIS_CACHE_URL cannot be used")
 		}
-		c.cache, c.cacheUp = redis.NewClient(copts), &c.cacheDB
-		c.cacheDB.Store(true)
+		c.cache = redis.NewClient(copts)
 	}
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	return c, nil
@@ -171,13 +172,13 @@ func (c *Client) Up() bool { return c.up.Load() }
 
 // CacheUp reports whether the search cache's own Redis answered its last
 // operation; ok is false when the cache shares the state's Redis.
-func (c *Client) CacheUp() (up, ok bool) { return c.cacheDB.Load(), c.separateCache() }
+func (c *Client) CacheUp() (up, ok bool) { return c.cacheUp.Load(), c.separateCache() }
 
 // stateUp reports whether the Redis of the shared state answers.
 func (c *Client) stateUp() bool { return c.up.Load() }
 
 // bothUp reports whether every Redis the search cache needs answers: the
-// state's (the generation) and the answers' own.
+// state's (the generation) and the cache's breaker is closed.
 func (c *Client) bothUp() bool { return c.up.Load() && c.cacheUp.Load() }
 
 // LastError is the last Redis error, "" when none since the last success.
@@ -212,33 +213,26 @@ func (c *Client) ok() {
 	}
 }
 
-// failCache records a failed operation on the cache's Redis: with one of
-// its own, only the cache's breaker opens (licenses go on).
+// failCache records a failed search-cache operation: only the cache's
+// breaker opens, so licenses go on; a Redis that is really down opens the
+// state's breaker at the next ping.
 func (c *Client) failCache(op string, err error) {
-	if !c.separateCache() {
-		c.fail(op, err)
-		return
-	}
 	c.failed(op)
 	msg := "cache " + op + ": " + err.Error()
 	c.lastErr.Store(&msg)
-	if c.cacheDB.Swap(false) {
-		c.log.Warn("the search cache's Redis is unreachable: searches use the local cache alone", "op", op, "error", err)
+	if c.cacheUp.Swap(false) {
+		c.log.Warn("the search cache's Redis did not answer: searches use the local cache alone until it answers a ping", "op", op, "error", err)
 	}
 }
 
-// okCache records a successful operation on the cache's Redis.
+// okCache records a successful search-cache operation.
 func (c *Client) okCache() {
-	if !c.separateCache() {
-		c.ok()
-		return
-	}
-	if !c.cacheDB.Load() {
+	if !c.cacheUp.Load() {
 		if c.up.Load() {
 			c.lastErr.Store(nil)
 		}
-		if !c.cacheDB.Swap(true) {
-			c.log.Info("the search cache's Redis is reachable again")
+		if !c.cacheUp.Swap(true) {
+			c.log.Info("the search cache's Redis answers again")
 		}
 	}
 }
@@ -258,7 +252,9 @@ func (c *Client) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping Redis: %w", err)
 	}
 	c.ok()
-	if c.separateCache() {
+	if !c.separateCache() {
+		c.okCache()
+	} else {
 		opCtx, cancel := c.ctx(ctx, c.timeout)
 		err := c.cache.Ping(opCtx).Err()
 		cancel()

@@ -134,11 +134,11 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 		return route.New(rc, p.log, count,
 			callers.Check(admit,
 				aemlinks.Rewrite(rc.Upstream, links)(
-					reverseProxy(rc.Upstream, credentials, "", p.log)))), nil
+					reverseProxy(rc.Upstream, "UPSTREAM", credentials, "")))), nil
 	case config.TypeGeneric:
 		return route.New(rc, p.log, count,
 			callers.Check(admit,
-				reverseProxy(rc.Upstream, credentials, "", p.log))), nil
+				reverseProxy(rc.Upstream, "UPSTREAM", credentials, ""))), nil
 	}
 	var c *cache.Cache
 	if rc.Cache.Size > 0 {
@@ -156,7 +156,7 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 		callers.Check(admit,
 			policy.Handler(
 				searchCache(c,
-					reverseProxy(rc.Upstream, credentials, rc.Product, p.log))))), c
+					reverseProxy(rc.Upstream, "UPSTREAM", credentials, rc.Product))))), c
 }
 
 // newManager returns the token manager of route rc.
@@ -213,7 +213,7 @@ func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundT
 		})
 	}
 	if rc.DownloadUpstream != nil {
-		opts.Download = reverseProxy(rc.DownloadUpstream, &tokens.QueryTransport{Base: timed, Tokens: p.tokens}, "", p.log)
+		opts.Download = reverseProxy(rc.DownloadUpstream, "DOWNLOAD_UPSTREAM", &tokens.QueryTransport{Base: timed, Tokens: p.tokens}, "")
 	}
 	if c != nil {
 		opts.OnLicensed = func() { c.Purge("license") }

@@ -130,6 +130,21 @@ func TestRoute_DownloadRedirectCarryingTheTokenIsNotPassedOn(t *testing.T) {
 	}
 }
 
+// A download host that cannot be reached is DOWNLOAD_UPSTREAM's fault, and
+// the 502 says so, not UPSTREAM's (which answers searches fine).
+func TestRoute_UnreachableDownloadHostNamesItsVariable(t *testing.T) {
+	front := guardedRoute(t, &testutil.Upstream{}, RouteOptions{}, func(rc *config.Route) { rc.DownloadUpstream = mustURL(t, "http://127.0.0.1:1") })
+	resp, err := http.Get(front.URL + "/Rest/Libraries/Download/1/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "IMSPROXY_STOCK_DOWNLOAD_UPSTREAM") {
+		t.Fatalf("%d %s: want 502 naming IMSPROXY_STOCK_DOWNLOAD_UPSTREAM", resp.StatusCode, b)
+	}
+}
+
 func TestRoute_LicensingAnswersDownloadURLsRewritten(t *testing.T) {
 	// Content/Info and Member/LicenseHistory carry download URLs too.
 	body := `{"files":[{"id":1,"download_url":"https://stock.adobe.com/Rest/Libraries/Download/1/2"},` +

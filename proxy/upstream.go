@@ -56,11 +56,12 @@ func (o observed) RoundTrip(req *http.Request) (*http.Response, error) {
 // copyBuffers is shared by all routes: at most 128 idle buffers (4 MiB).
 var copyBuffers = newBufferPool(128)
 
-// reverseProxy forwards to target through transport (which adds the
+// reverseProxy forwards to target, the route's variable upstream
+// (UPSTREAM, DOWNLOAD_UPSTREAM), through transport (which adds the
 // credentials), paths and queries unchanged. product, when not "", is the
 // X-Product sent when the caller sent none: it is set after hop-by-hop
 // headers are removed, so that "Connection: X-Product" cannot strip it.
-func reverseProxy(target *url.URL, transport http.RoundTripper, product string, log *slog.Logger) *httputil.ReverseProxy {
+func reverseProxy(target *url.URL, upstream string, transport http.RoundTripper, product string) *httputil.ReverseProxy {
 	var productHeader []string
 	if product != "" {
 		productHeader = []string{product}
@@ -75,9 +76,11 @@ func reverseProxy(target *url.URL, transport http.RoundTripper, product string, 
 				pr.Out.Header["X-Product"] = productHeader
 			}
 		},
-		Transport:    transport,
-		BufferPool:   copyBuffers,
-		ErrorHandler: route.UpstreamError,
+		Transport:  transport,
+		BufferPool: copyBuffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			route.HostError(w, r, err, upstream)
+		},
 		// The reverse proxy logs one thing, an upstream body that broke
 		// off, without the request's fields: WatchBody notes it in the
 		// request's error line instead.

@@ -190,6 +190,13 @@ func RemoteIP(r *http.Request) string {
 // 413 when the body was over MAX_BODY_BYTES, 504 when the upstream did not
 // answer within TIMEOUT, else 502.
 func UpstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	HostError(w, r, err, "UPSTREAM")
+}
+
+// HostError is UpstreamError for the host named by the route's variable
+// upstream (UPSTREAM, DOWNLOAD_UPSTREAM), which the 502 tells the operator
+// to check.
+func HostError(w http.ResponseWriter, r *http.Request, err error, upstream string) {
 	rc := Config(r)
 	var unavailable *tokens.UnavailableError
 	var tooLarge *http.MaxBytesError
@@ -211,7 +218,7 @@ func UpstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		Note(r, slog.LevelWarn, "upstream request failed", slog.Any("error", RedactURL(err)))
 		Error(w, r, http.StatusBadGateway, CodeUpstreamUnreachable,
-			"The upstream could not be reached; retry later, and if it persists ask the operator to check "+rc.Var("UPSTREAM")+" and the network.")
+			"The upstream could not be reached; retry later, and if it persists ask the operator to check "+rc.Var(upstream)+" and the network.")
 	}
 }
 

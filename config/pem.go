@@ -59,10 +59,11 @@ func readError(err error) string {
 // looksLikePath reports whether s may be repeated as a file path: it has a
 // slash, and none of what a secret pasted whole carries and a path does not
 // (white space and control characters, quotes, braces, backslashes, and
-// base64's + and =). A client secret or an access token has no slash; a
-// PEM key or a JSON document has spaces, line breaks or quotes.
+// base64's + and =), nor "://". A client secret or an access token has no
+// slash; a PEM key or a JSON document has spaces, line breaks or quotes; a
+// URL may carry a password.
 func looksLikePath(s string) bool {
-	return strings.Contains(s, "/") && !strings.ContainsFunc(s, func(r rune) bool {
+	return strings.Contains(s, "/") && !strings.Contains(s, "://") && !strings.ContainsFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`"{}\+=`, r)
 	})
 }

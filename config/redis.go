@@ -9,28 +9,31 @@ import (
 )
 
 // redis validates the fleet-mode variables into a *Redis; nil when
-// IMSPROXY_REDIS_URL is unset (then the others must be unset too, since
-// they would silently do nothing).
+// neither IMSPROXY_REDIS_URL nor IMSPROXY_REDIS_URL_FILE is set (then the
+// others must be unset too, since they would silently do nothing).
 func (l *loader) redis(ps *Problems, g globalVars) *Redis {
-	if g.RedisURL.IsZero() {
-		for _, s := range []string{"REDIS_CACHE_URL", "REDIS_PREFIX", "REDIS_TIMEOUT", "REDIS_CA_FILE"} {
+	if g.RedisURL.IsZero() && g.RedisURLFile == "" {
+		for _, s := range []string{"REDIS_CACHE_URL", "REDIS_CACHE_URL_FILE", "REDIS_PREFIX", "REDIS_TIMEOUT", "REDIS_CA_FILE"} {
 			if _, set := l.env[prefix+s]; set {
 				ps.add(prefix+s, "applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it")
 			}
 		}
 		return nil
 	}
-	r := &Redis{URL: g.RedisURL, Prefix: g.RedisPrefix, Timeout: g.RedisTimeout, CAFile: g.RedisCAFile}
-	tls, msg := checkRedisURL(g.RedisURL.Reveal())
-	if msg != "" {
-		ps.add(prefix+"REDIS_URL", "%s", msg)
+	r := &Redis{Prefix: g.RedisPrefix, Timeout: g.RedisTimeout, CAFile: g.RedisCAFile}
+	var msg string
+	if url, from := redisURL(ps, "REDIS_URL", g.RedisURL, g.RedisURLFile); from != "" {
+		r.URL = url
+		if r.TLS, msg = checkRedisURL(url.Reveal()); msg != "" {
+			ps.add(from, "%s", msg)
+		}
 	}
-	r.TLS = tls
-	cacheMsg := ""
-	if !g.RedisCacheURL.IsZero() {
-		r.CacheURL = g.RedisCacheURL
-		if r.CacheTLS, cacheMsg = checkRedisURL(g.RedisCacheURL.Reveal()); cacheMsg != "" {
-			ps.add(prefix+"REDIS_CACHE_URL", "%s", cacheMsg)
+	if !g.RedisCacheURL.IsZero() || g.RedisCacheFile != "" {
+		if url, from := redisURL(ps, "REDIS_CACHE_URL", g.RedisCacheURL, g.RedisCacheFile); from != "" {
+			r.CacheURL = url
+			if r.CacheTLS, msg = checkRedisURL(url.Reveal()); msg != "" {
+				ps.add(from, "%s", msg)
+			}
 		}
 	}
 	if strings.ContainsFunc(r.Prefix, func(c rune) bool { return c <= ' ' || c == 0x7f || c == '{' || c == '}' }) || r.Prefix == "" {
@@ -42,12 +45,38 @@ func (l *loader) redis(ps *Problems, g globalVars) *Redis {
 		ps.add(prefix+"REDIS_TIMEOUT", "must be at most 1m: a license waits this long for Redis before it is refused")
 	}
 	if r.CAFile != "" {
-		if msg == "" && cacheMsg == "" && !tls && !r.CacheTLS {
+		urlsRead := !ps.has(prefix+"REDIS_URL", prefix+"REDIS_URL_FILE", prefix+"REDIS_CACHE_URL", prefix+"REDIS_CACHE_URL_FILE")
+		if urlsRead && !r.TLS && !r.CacheTLS {
 			ps.add(prefix+"REDIS_CA_FILE", "applies only to a rediss:// (TLS) IMSPROXY_REDIS_URL or IMSPROXY_REDIS_CACHE_URL")
 		}
 		r.RootCAs = rootCAs(ps, prefix+"REDIS_CA_FILE", r.CAFile)
 	}
 	return r
+}
+
+// redisURL is the URL of the variable name (REDIS_URL, REDIS_CACHE_URL),
+// set inline or read from the file its _FILE variable names (a URL with a
+// password is a secret, which a file keeps out of the environment), and the
+// variable it came from; "" when it could not be read.
+func redisURL(ps *Problems, name string, inline Secret, file string) (Secret, string) {
+	switch {
+	case file == "":
+		return inline, prefix + name
+	case !inline.IsZero():
+		ps.add(prefix+name, "set either %s or %s_FILE, not both", prefix+name, prefix+name)
+		return "", ""
+	}
+	b, msg := readSecretFile(file)
+	if msg != "" {
+		ps.add(prefix+name+"_FILE", "%s", msg)
+		return "", ""
+	}
+	u := strings.TrimSpace(string(b))
+	if u == "" {
+		ps.add(prefix+name+"_FILE", "the file it names is empty: write the Redis URL in it, e.g. redis://:password@redis:6379/0")
+		return "", ""
+	}
+	return Secret(u), prefix + name + "_FILE"
 }
 
 // checkRedisURL validates a Redis URL as go-redis reads it:
@@ -90,7 +119,7 @@ func checkRedisURL(s string) (tls bool, msg string) {
 
 // LoadRedis reads only the fleet-mode variables (IMSPROXY_REDIS_*), for the
 // commands that talk to Redis alone (imsproxy audit). It returns every
-// problem at once, and a nil *Redis without IMSPROXY_REDIS_URL.
+// problem at once, and a nil *Redis without IMSPROXY_REDIS_URL (or _FILE).
 func LoadRedis(environ []string) (*Redis, error) {
 	l := &loader{env: make(map[string]string), now: time.Now}
 	for _, kv := range environ {

@@ -37,6 +37,18 @@ func TestLoad_FleetModeProblems(t *testing.T) {
 			"IMSPROXY_REDIS_CA_FILE: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"},
 		{"a Redis variable without the URL", with(oauthStock(), "IMSPROXY_REDIS_PREFIX", "p"),
 			"IMSPROXY_REDIS_PREFIX: applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it"},
+		{"both the URL and its file", with(fleet, "IMSPROXY_REDIS_URL_FILE", writeFile(t, "url", "redis://:secretpw@h:6379\n")),
+			"IMSPROXY_REDIS_URL: set either IMSPROXY_REDIS_URL or IMSPROXY_REDIS_URL_FILE, not both"},
+		{"a URL file that cannot be read", with(oauthStock(), "IMSPROXY_REDIS_URL_FILE", "/nonexistent/redis-url"),
+			"IMSPROXY_REDIS_URL_FILE: cannot read /nonexistent/redis-url: no such file or directory"},
+		{"the URL itself in the file variable", with(oauthStock(), "IMSPROXY_REDIS_URL_FILE", "redis://:secretpw@h:6379"),
+			"IMSPROXY_REDIS_URL_FILE: cannot read the file it names: no such file or directory (the value is not repeated: it does not look like a path, and may be the secret itself)"},
+		{"an empty URL file", with(oauthStock(), "IMSPROXY_REDIS_URL_FILE", writeFile(t, "empty", "\n")),
+			"IMSPROXY_REDIS_URL_FILE: the file it names is empty: write the Redis URL in it, e.g. redis://:password@redis:6379/0"},
+		{"a URL file holding no Redis URL", with(oauthStock(), "IMSPROXY_REDIS_URL_FILE", writeFile(t, "http", "https://u:secretpw@h")),
+			"IMSPROXY_REDIS_URL_FILE: must start with redis:// or rediss:// (TLS), e.g. redis://127.0.0.1:6379/0"},
+		{"a cache URL file without Redis", with(oauthStock(), "IMSPROXY_REDIS_CACHE_URL_FILE", writeFile(t, "cache", "redis://h")),
+			"IMSPROXY_REDIS_CACHE_URL_FILE: applies only in fleet mode: set IMSPROXY_REDIS_URL too, or remove it"},
 		{"a shared token without Redis", with(oauthStock(), "IMSPROXY_STOCK_SHARE_TOKEN", "true"),
 			"IMSPROXY_STOCK_SHARE_TOKEN: needs IMSPROXY_REDIS_URL: the replicas share the token through Redis"},
 		{"a shared fixed token", with(map[string]string{"IMSPROXY_STOCK_ACCESS_TOKEN": "t", "IMSPROXY_REDIS_URL": "redis://h"}, "IMSPROXY_STOCK_SHARE_TOKEN", "true"),
@@ -71,6 +83,17 @@ func TestLoad_FleetModeLifts(t *testing.T) {
 			"IMSPROXY_REDIS_CA_FILE", writeFile(t, "ca.pem", certPEM(t, rsaKey(0), testNow.Add(time.Hour)))))
 		if r := cfg.Redis; r.CacheURL.Reveal() != "rediss://cache:6380/1" || !r.CacheTLS || r.TLS || r.RootCAs == nil {
 			t.Errorf("Redis = %+v", r)
+		}
+	})
+	t.Run("the URLs from files", func(t *testing.T) {
+		cfg := mustLoad(t, with(oauthStock(), "IMSPROXY_REDIS_URL_FILE", writeFile(t, "url", "rediss://app:secretpw@state:6380/2\n"),
+			"IMSPROXY_REDIS_CACHE_URL_FILE", writeFile(t, "cache-url", "redis://:secretpw@cache:6379")))
+		if r := cfg.Redis; r == nil || r.URL.Reveal() != "rediss://app:secretpw@state:6380/2" || !r.TLS || r.CacheURL.Reveal() != "redis://:secretpw@cache:6379" {
+			t.Fatalf("Redis = %+v", r)
+		}
+		r, err := LoadRedis([]string{"IMSPROXY_REDIS_URL_FILE=" + writeFile(t, "url", "redis://127.0.0.1:1")})
+		if err != nil || r == nil || r.URL.Reveal() != "redis://127.0.0.1:1" {
+			t.Fatalf("LoadRedis = %+v, %v", r, err)
 		}
 	})
 	t.Run("no Redis without the URL", func(t *testing.T) {

@@ -26,8 +26,10 @@ type globalVars struct {
 	CallersFile     string        `env:"CALLERS_FILE"`
 	AllowRemote     bool          `env:"ALLOW_REMOTE" envDefault:"false"`
 	AuditLog        string        `env:"AUDIT_LOG"`
-	RedisURL        Secret        `env:"REDIS_URL"`       // may carry a password
+	RedisURL        Secret        `env:"REDIS_URL"` // may carry a password
+	RedisURLFile    string        `env:"REDIS_URL_FILE"`
 	RedisCacheURL   Secret        `env:"REDIS_CACHE_URL"` // likewise
+	RedisCacheFile  string        `env:"REDIS_CACHE_URL_FILE"`
 	RedisPrefix     string        `env:"REDIS_PREFIX" envDefault:"imsproxy"`
 	RedisTimeout    time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms"`
 	RedisCAFile     string        `env:"REDIS_CA_FILE"`

@@ -25,7 +25,7 @@ func auditCmd(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg == nil {
-		fmt.Fprintln(stderr, "imsproxy audit: IMSPROXY_REDIS_URL is not set: the audit stream is kept in Redis in fleet mode (without it, read IMSPROXY_AUDIT_LOG)")
+		fmt.Fprintln(stderr, "imsproxy audit: neither IMSPROXY_REDIS_URL nor IMSPROXY_REDIS_URL_FILE is set: the audit stream is kept in Redis in fleet mode (without it, read IMSPROXY_AUDIT_LOG)")
 		return 2
 	}
 	c, err := fleet.New(cfg, nil, nil)

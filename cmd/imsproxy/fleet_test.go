@@ -25,7 +25,7 @@ func TestCheck_PingsRedisAndLoadsTheScripts(t *testing.T) {
 }
 
 func TestAudit_NeedsRedisAndPrintsNothingOfAnEmptyStream(t *testing.T) {
-	if code, _, errOut := runCmd(t, nil, "audit"); code != 2 || !strings.Contains(errOut, "IMSPROXY_REDIS_URL is not set") {
+	if code, _, errOut := runCmd(t, nil, "audit"); code != 2 || !strings.Contains(errOut, "neither IMSPROXY_REDIS_URL nor IMSPROXY_REDIS_URL_FILE is set") {
 		t.Errorf("audit without Redis: exit %d: %s", code, errOut)
 	}
 	if code, _, errOut := runCmd(t, []string{"IMSPROXY_REDIS_URL=http://x"}, "audit"); code != 2 || !strings.Contains(errOut, "IMSPROXY_REDIS_URL") {

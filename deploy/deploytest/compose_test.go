@@ -263,7 +263,7 @@ func TestCompose_FleetSharesOneRedis(t *testing.T) {
 		t.Fatalf("IMSPROXY_REDIS_URL names host %s: no such service", u.Hostname())
 	}
 	args := strings.Join(redis.Command, " ")
-	for _, want := range []string{"--appendonly yes", "--maxmemory-policy noeviction"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("Redis command %q lacks %s", args, want)
 		}

@@ -243,17 +243,26 @@ func rulePorts(t *testing.T, c corev1.Container, rule networkingv1.NetworkPolicy
 	return out
 }
 
-// TestKubernetes_RedisKeepsTheFleetState: the proxy's IMSPROXY_REDIS_URL
-// (from its Secret) names the Redis Service and port; Redis refuses to
+// TestKubernetes_RedisKeepsTheFleetState: the proxy's Redis URL, read from
+// a file of its Secret (IMSPROXY_REDIS_URL_FILE: the password stays out of
+// the environment), names the Redis Service and port; Redis refuses to
 // evict (noeviction: an evicted licence count would forget licences spent),
-// writes an append-only file, and keeps it on a persistent volume.
+// writes every change to an append-only file before answering, and keeps it
+// on a persistent volume.
 func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
 	t.Parallel()
-	v, _, c := shared(t)
-	env := v.containerEnv(t, c)
-	u, err := url.Parse(env["IMSPROXY_REDIS_URL"])
+	v, d, c := shared(t)
+	env := v.materialise(t, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta}, c, t.TempDir(), nil)
+	if _, ok := env["IMSPROXY_REDIS_URL"]; ok {
+		t.Error("IMSPROXY_REDIS_URL is in the environment: its password belongs in a file (IMSPROXY_REDIS_URL_FILE)")
+	}
+	raw, err := os.ReadFile(env["IMSPROXY_REDIS_URL_FILE"])
+	if err != nil {
+		t.Fatalf("IMSPROXY_REDIS_URL_FILE: %v", err)
+	}
+	u, err := url.Parse(strings.TrimSpace(string(raw)))
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		t.Fatalf("IMSPROXY_REDIS_URL %q: want redis://", env["IMSPROXY_REDIS_URL"])
+		t.Fatalf("the Redis URL %q: want redis://", raw)
 	}
 	var svc *corev1.Service
 	for i := range v.services {
@@ -262,10 +271,10 @@ func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
 		}
 	}
 	if svc == nil {
-		t.Fatalf("IMSPROXY_REDIS_URL names host %s: no such Service", u.Hostname())
+		t.Fatalf("the Redis URL names host %s: no such Service", u.Hostname())
 	}
 	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return itoa32(p.Port) == u.Port() }) {
-		t.Errorf("IMSPROXY_REDIS_URL port %s is not a port of Service %s", u.Port(), svc.Name)
+		t.Errorf("the Redis URL's port %s is not a port of Service %s", u.Port(), svc.Name)
 	}
 	if len(v.statefulSets) != 1 {
 		t.Fatalf("%d StatefulSets, want Redis's", len(v.statefulSets))
@@ -276,14 +285,14 @@ func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
 	}
 	rc := redis.Spec.Template.Spec.Containers[0]
 	args := strings.Join(slices.Concat(rc.Command, rc.Args), " ")
-	for _, want := range []string{"--appendonly yes", "--maxmemory-policy noeviction"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("Redis runs %q: want %s", args, want)
 		}
 	}
 	if pw, ok := secretData(v.secrets["imsproxy-redis"])["password"]; ok && strings.Contains(args, "--requirepass") {
 		if p, _ := u.User.Password(); p != pw {
-			t.Error("IMSPROXY_REDIS_URL's password is not the one Redis requires")
+			t.Error("the Redis URL's password is not the one Redis requires")
 		}
 	}
 	onClaim := false

@@ -303,11 +303,26 @@ func (v *variant) materialise(t *testing.T, p pod, c corev1.Container, root stri
 		if vol.Secret == nil {
 			continue
 		}
-		for key, value := range secretData(v.secrets[vol.Secret.SecretName]) {
+		data := secretData(v.secrets[vol.Secret.SecretName])
+		files := map[string]string{} // file name by key: every key, or the items listed
+		for key := range data {
+			files[key] = key
+		}
+		if len(vol.Secret.Items) > 0 {
+			clear(files)
+			for _, it := range vol.Secret.Items {
+				if _, ok := data[it.Key]; !ok {
+					t.Errorf("%s: volume %s lists key %q: no such key in Secret %s", p.name, m.Name, it.Key, vol.Secret.SecretName)
+				}
+				files[it.Key] = it.Path
+			}
+		}
+		for key, name := range files {
+			value := data[key]
 			if o, ok := override[key]; ok {
 				value = o
 			}
-			if err := os.WriteFile(filepath.Join(dir, key), []byte(value), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -127,13 +127,16 @@ func checkRoute(ctx context.Context, rc *config.Route, timeout time.Duration, no
 	return r
 }
 
-// checkRedis pings the fleet's Redis and loads the scripts into it, which
-// also checks that the ACL user may run them.
+// checkRedis pings the fleet's Redis, checks its version and loads the
+// scripts into it, which also checks that the ACL user may run them.
 func checkRedis(ctx context.Context, cfg *config.Redis) *redisCheck {
 	c, err := fleet.New(cfg, nil, nil)
 	if err == nil {
 		defer c.Close()
 		err = c.Ping(ctx)
+	}
+	if err == nil {
+		err = c.CheckVersion(ctx)
 	}
 	if err == nil {
 		err = c.LoadScripts(ctx)

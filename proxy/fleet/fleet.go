@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,19 @@ func (c *Client) Ping(ctx context.Context) error {
 			return fmt.Errorf("ping the search cache's Redis (IMSPROXY_REDIS_CACHE_URL): %w", err)
 		}
 		c.okCache()
+	}
+	return nil
+}
+
+// CheckVersion checks that Redis trims streams by age, as the audit
+// stream's XADD does (MINID, Redis 6.2): before it, every record's append
+// would fail. It trims the audit stream as an append would, nothing more.
+func (c *Client) CheckVersion(ctx context.Context) error {
+	ctx, cancel := c.ctx(ctx, c.timeout)
+	defer cancel()
+	minID := strconv.FormatInt(time.Now().Add(-auditRetention).UnixMilli(), 10)
+	if err := c.rdb.XTrimMinIDApprox(ctx, c.auditKey(), minID, 0).Err(); err != nil {
+		return fmt.Errorf("trim the audit stream by age (XTRIM MINID), which needs Redis 6.2 or later or Valkey: %w", err)
 	}
 	return nil
 }

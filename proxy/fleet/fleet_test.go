@@ -1,9 +1,16 @@
 package fleet
 
 import (
+	"context"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/internal/redistest"
+	"github.com/imsproxy/imsproxy/proxy/audit"
 )
 
 // What config accepts, New builds: a configuration that imsproxy check
@@ -30,5 +37,29 @@ func TestNew_BuildsEveryURLTheConfigurationAccepts(t *testing.T) {
 	}
 	if accepted < 12 {
 		t.Errorf("config accepted only %d of the URLs", accepted)
+	}
+}
+
+// CheckVersion passes on the Redis the tests run (7.x) and trims the audit
+// stream as an append does: records younger than the retention stay (the
+// trim is approximate: older ones may stay a while too).
+func TestCheckVersion_TrimsOnlyWhatAnAppendWould(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replica(t, srv)
+	ctx := context.Background()
+	rdb := inspect(t, srv)
+	old := strconv.FormatInt(time.Now().Add(-auditRetention-time.Hour).UnixMilli(), 10) + "-0"
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: c.auditKey(), ID: old, Values: []any{"record", "{}"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Trail().Write(audit.Record{Route: "stock"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckVersion(ctx); err != nil {
+		t.Fatalf("CheckVersion: %v", err)
+	}
+	recent, err := rdb.XRange(ctx, c.auditKey(), "("+old, "+").Result()
+	if err != nil || len(recent) != 1 {
+		t.Errorf("after the check the recent records are %v (%v), want the one written", recent, err)
 	}
 }

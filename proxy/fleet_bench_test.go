@@ -194,7 +194,7 @@ func BenchmarkFleetLicenseBudget(b *testing.B) {
 	lat := make([]time.Duration, 0, b.N)
 	for b.Loop() {
 		start := time.Now()
-		slot, err := budget.Reserve(ctx)
+		slot, err := budget.Reserve(ctx, audit.Record{})
 		if err != nil {
 			b.Fatal(err)
 		}

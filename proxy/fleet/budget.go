@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/imsproxy/imsproxy/proxy/audit"
-	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/proxy/stock"
 )
 
@@ -65,9 +64,13 @@ local function sweep(base, day, stream, route, retention, keep)
   redis.call('INCRBY', count, #expired)
   redis.call('EXPIRE', count, keep)
   for _, member in ipairs(expired) do
-    local id = string.match(member, '^%S+ (.*)$') or ''
-    audit(stream, cjson.encode({time = iso(now), request_id = id, route = route, outcome = 'unknown',
-      reason = 'lease_expired', status = 0, upstream_status = 0}), retention)
+    -- the member carries the attempt's record (caller, content, license)
+    local rest = string.match(member, '^%S+ (.*)$') or ''
+    local ok, rec = pcall(cjson.decode, rest)
+    if not ok or type(rec) ~= 'table' then rec = {request_id = rest} end
+    rec.time, rec.route, rec.outcome, rec.reason = iso(now), route, 'unknown', 'lease_expired'
+    rec.status, rec.upstream_status = 0, 0
+    audit(stream, cjson.encode(rec), retention)
   end
 end
 `
@@ -150,8 +153,8 @@ func Lease(timeout, tokenWait time.Duration) time.Duration {
 // Reserve implements stock.Budget. Redis unreachable or slower than
 // IMSPROXY_REDIS_TIMEOUT is an error: the license is refused, never
 // counted locally instead.
-func (b *Budget) Reserve(ctx context.Context) (stock.Slot, error) {
-	member := newMember(ctx)
+func (b *Budget) Reserve(ctx context.Context, rec audit.Record) (stock.Slot, error) {
+	member := newMember(rec)
 	if b.limit <= 0 {
 		return &slot{b: b, member: member}, nil
 	}
@@ -176,12 +179,13 @@ func (b *Budget) Reserve(ctx context.Context) (stock.Slot, error) {
 	return &slot{b: b, member: member, day: day}, nil
 }
 
-// newMember names a reservation: random, then the request id for the
-// audit record of a lease that expires.
-func newMember(ctx context.Context) string {
+// newMember names a reservation: random, then the attempt's record, from
+// which a lease that expires is audited.
+func newMember(rec audit.Record) string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:]) + " " + route.IDFrom(ctx)
+	line, _ := json.Marshal(rec) // a Record always encodes
+	return hex.EncodeToString(b[:]) + " " + string(line)
 }
 
 // slot is one reservation.

@@ -28,7 +28,7 @@ func TestBudget_ExactAcrossReplicasUnderConcurrency(t *testing.T) {
 	for i := range callers {
 		wg.Go(func() {
 			b := budgets[i%len(budgets)]
-			slot, err := b.Reserve(context.Background())
+			slot, err := b.Reserve(context.Background(), audit.Record{})
 			var se *stock.SpentError
 			switch {
 			case errors.As(err, &se):
@@ -76,14 +76,16 @@ func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
 	dead := replica(t, srv).Route(stockRoute("client")).Budget(2, 300*time.Millisecond)
 	alive := replica(t, srv).Route(stockRoute("client")).Budget(2, time.Minute)
 	ctx := context.Background()
-	if _, err := dead.Reserve(ctx); err != nil { // never settled: the replica died
+	attempt := audit.Record{RequestID: "req-7", Route: "stock", Caller: "batch", Remote: "10.0.0.7", Method: "GET",
+		ContentID: "130065173", License: "Standard"}
+	if _, err := dead.Reserve(ctx, attempt); err != nil { // never settled: the replica died
 		t.Fatal(err)
 	}
-	s, err := alive.Reserve(ctx)
+	s, err := alive.Reserve(ctx, audit.Record{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alive.Reserve(ctx); !isSpent(err) {
+	if _, err := alive.Reserve(ctx, audit.Record{}); !isSpent(err) {
 		t.Fatalf("third reservation with two held: %v, want spent", err)
 	}
 	s.Settle(ctx, false, audit.Record{}) // refused by Stock: free again
@@ -92,16 +94,16 @@ func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
 		n, _ := rdb.Get(ctx, budgetKeyToday(t, srv)).Int()
 		if n == 0 {
 			_, _ = alive.Remaining(ctx) // Remaining does not sweep; a reservation does
-			if s, err := alive.Reserve(ctx); err == nil {
+			if s, err := alive.Reserve(ctx, audit.Record{}); err == nil {
 				s.Settle(ctx, false, audit.Record{})
 			}
 		}
 		return n == 1
 	})
-	if _, err := alive.Reserve(ctx); err != nil {
+	if _, err := alive.Reserve(ctx, audit.Record{}); err != nil {
 		t.Fatalf("one license left: %v", err)
 	}
-	if _, err := alive.Reserve(ctx); !isSpent(err) {
+	if _, err := alive.Reserve(ctx, audit.Record{}); !isSpent(err) {
 		t.Fatalf("the expired lease counts: want spent, got %v", err)
 	}
 	msgs, err := rdb.XRange(ctx, "test:audit", "-", "+").Result()
@@ -112,7 +114,20 @@ func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
 	for _, m := range msgs {
 		var rec map[string]any
 		_ = json.Unmarshal([]byte(m.Values["record"].(string)), &rec)
-		found = found || (rec["outcome"] == "unknown" && rec["reason"] == "lease_expired" && rec["route"] == "stock")
+		if rec["reason"] != "lease_expired" {
+			continue
+		}
+		found = true
+		// Who licensed what: the attempt's record, with its outcome.
+		for k, want := range map[string]any{"outcome": "unknown", "route": "stock", "request_id": "req-7", "caller": "batch",
+			"remote": "10.0.0.7", "content_id": "130065173", "license": "Standard", "status": 0.0, "upstream_status": 0.0} {
+			if rec[k] != want {
+				t.Errorf("the expired lease's record has %s = %v, want %v: %v", k, rec[k], want, rec)
+			}
+		}
+		if tm, err := time.Parse(time.RFC3339, rec["time"].(string)); err != nil || time.Since(tm) > time.Minute {
+			t.Errorf("the expired lease's record has time %v", rec["time"])
+		}
 	}
 	if !found {
 		t.Errorf("no audit record of the expired lease among %v", msgs)
@@ -129,7 +144,7 @@ func TestBudget_SettleAppendsTheRecordToTheStream(t *testing.T) {
 	c := replica(t, srv)
 	for _, limit := range []int{0, 3} {
 		b := c.Route(stockRoute("client")).Budget(limit, time.Minute)
-		s, err := b.Reserve(context.Background())
+		s, err := b.Reserve(context.Background(), audit.Record{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +175,7 @@ func TestBudget_RedisDownRefusesAndNeverCountsLocally(t *testing.T) {
 	b := replica(t, srv).Route(stockRoute("client")).Budget(5, time.Minute)
 	srv.Kill()
 	start := time.Now()
-	_, err := b.Reserve(context.Background())
+	_, err := b.Reserve(context.Background(), audit.Record{})
 	if err == nil || isSpent(err) {
 		t.Fatalf("Reserve with Redis down = %v, want an error that is not SpentError", err)
 	}
@@ -174,10 +189,10 @@ func TestBudget_TwoOrganisationsWithTheSameRouteNameDoNotShareACount(t *testing.
 	c := replica(t, srv)
 	a := c.Route(stockRoute("org-a")).Budget(1, time.Minute)
 	b := c.Route(stockRoute("org-b")).Budget(1, time.Minute)
-	if _, err := a.Reserve(context.Background()); err != nil {
+	if _, err := a.Reserve(context.Background(), audit.Record{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Reserve(context.Background()); err != nil {
+	if _, err := b.Reserve(context.Background(), audit.Record{}); err != nil {
 		t.Fatalf("org-b's budget is spent by org-a's license: %v", err)
 	}
 }

@@ -119,7 +119,7 @@ func TestLevel2_ACacheInstanceOfItsOwnHoldsTheAnswersAndMayFailAlone(t *testing.
 	if up, ok := c.CacheUp(); up || !ok || !c.Up() {
 		t.Errorf("cache up %v (%v), state up %v: want the cache's breaker alone open", up, ok, c.Up())
 	}
-	s, err := budget.Reserve(ctx)
+	s, err := budget.Reserve(ctx, audit.Record{})
 	if err != nil {
 		t.Fatalf("a license with only the cache's Redis down: %v", err)
 	}
@@ -148,7 +148,7 @@ func TestLevel2_ASlowLookupDoesNotRefuseLicenses(t *testing.T) {
 	if l.Available() || !c.Up() {
 		t.Errorf("after a slow lookup: cache available %v, state up %v; want only the cache off", l.Available(), c.Up())
 	}
-	s, err := budget.Reserve(ctx) // waits out the pause
+	s, err := budget.Reserve(ctx, audit.Record{}) // waits out the pause
 	if err != nil {
 		t.Fatalf("a license after a slow search lookup: %v", err)
 	}

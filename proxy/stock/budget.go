@@ -16,8 +16,10 @@ import (
 type Budget interface {
 	// Reserve takes a slot, or returns a *SpentError when the day's
 	// licenses are made. Any other error means the budget could not be
-	// asked: the license is refused.
-	Reserve(ctx context.Context) (Slot, error)
+	// asked: the license is refused. rec is the attempt's audit record so
+	// far: a budget shared by a fleet audits a slot that is never settled
+	// (its replica died) with it.
+	Reserve(ctx context.Context, rec audit.Record) (Slot, error)
 }
 
 // Slot is one reserved license.
@@ -67,7 +69,7 @@ func NewDailyLimit(max int, now func() time.Time, madeToday int) *DailyLimit {
 }
 
 // Reserve implements Budget.
-func (l *DailyLimit) Reserve(context.Context) (Slot, error) {
+func (l *DailyLimit) Reserve(context.Context, audit.Record) (Slot, error) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -114,5 +116,5 @@ func (l *DailyLimit) Remaining(context.Context) (int, bool) {
 // unlimited is the Budget of a route without LICENSE_DAILY_LIMIT.
 type unlimited struct{}
 
-func (unlimited) Reserve(context.Context) (Slot, error)           { return unlimited{}, nil }
-func (unlimited) Settle(context.Context, bool, audit.Record) bool { return false }
+func (unlimited) Reserve(context.Context, audit.Record) (Slot, error) { return unlimited{}, nil }
+func (unlimited) Settle(context.Context, bool, audit.Record) bool     { return false }

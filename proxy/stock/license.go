@@ -88,7 +88,7 @@ func (p *Policy) guard(w http.ResponseWriter, r *http.Request, allowEditorial bo
 	}
 	a.rec.LicenseAgain = lr.Again
 
-	slot, err := p.opts.Budget.Reserve(r.Context())
+	slot, err := p.opts.Budget.Reserve(r.Context(), a.rec)
 	var spent *SpentError
 	switch {
 	case errors.As(err, &spent):

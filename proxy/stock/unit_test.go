@@ -125,7 +125,7 @@ func TestDailyLimit_ConcurrentCallsCannotOvershoot(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if slot, err := l.Reserve(ctx); err == nil {
+			if slot, err := l.Reserve(ctx, audit.Record{}); err == nil {
 				granted.Add(1)
 				slots <- slot
 			}
@@ -141,19 +141,19 @@ func TestDailyLimit_ConcurrentCallsCannotOvershoot(t *testing.T) {
 		held = append(held, s)
 	}
 	held[0].Settle(ctx, false, audit.Record{}) // one failed: its slot is free again
-	again, err := l.Reserve(ctx)
+	again, err := l.Reserve(ctx, audit.Record{})
 	if err != nil {
 		t.Fatal("a failed call's slot was not given back")
 	}
 	held[1].Settle(ctx, true, audit.Record{})
 	again.Settle(ctx, true, audit.Record{})
-	_, err = l.Reserve(ctx)
+	_, err = l.Reserve(ctx, audit.Record{})
 	var spent *SpentError
 	if !errors.As(err, &spent) || spent.Limit != 3 || spent.RetryAfter != 12*time.Hour {
 		t.Fatalf("a slot granted beyond the limit (error %v)", err)
 	}
 	clock.Advance(12 * time.Hour)
-	if _, err := l.Reserve(ctx); err != nil {
+	if _, err := l.Reserve(ctx, audit.Record{}); err != nil {
 		t.Fatal("the limit did not start over at midnight UTC")
 	}
 }

@@ -19,6 +19,10 @@ func auditCmd(args, environ []string, stdout, stderr io.Writer) int {
 	if code, ok := fs.parse(args, 0); !ok {
 		return code
 	}
+	if *since <= 0 {
+		fmt.Fprintf(stderr, "imsproxy audit: -since %v: give how far back to print, a positive duration such as 24h (records are kept 30 days)\n", *since)
+		return 2
+	}
 	cfg, err := config.LoadRedis(environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "imsproxy: invalid configuration:\n%v\n", err)

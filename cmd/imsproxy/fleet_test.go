@@ -31,6 +31,11 @@ func TestAudit_NeedsRedisAndPrintsNothingOfAnEmptyStream(t *testing.T) {
 	if code, _, errOut := runCmd(t, []string{"IMSPROXY_REDIS_URL=http://x"}, "audit"); code != 2 || !strings.Contains(errOut, "IMSPROXY_REDIS_URL") {
 		t.Errorf("audit with a bad URL: exit %d: %s", code, errOut)
 	}
+	for _, since := range []string{"-1h", "0s"} {
+		if code, _, errOut := runCmd(t, []string{"IMSPROXY_REDIS_URL=redis://127.0.0.1:1"}, "audit", "-since", since); code != 2 || !strings.Contains(errOut, "a positive duration") {
+			t.Errorf("audit -since %s: exit %d: %s", since, code, errOut)
+		}
+	}
 	srv := redistest.Start(t, redistest.Options{})
 	if code, out, errOut := runCmd(t, []string{"IMSPROXY_REDIS_URL=" + srv.URL}, "audit", "-since", "1h"); code != 0 || out != "" {
 		t.Errorf("audit of an empty stream: exit %d %q %s", code, out, errOut)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -200,3 +201,55 @@ func FuzzRewriteURL(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRewriteLink: a Link header value (RFC 8288) keeps everything but its
+// link targets, the URI references between "<" and ">" outside quoted
+// parameter values, each rewritten exactly as the URL oracle says; a value
+// with an unclosed "<" is left whole. Seeds are in
+// testdata/fuzz/FuzzRewriteLink.
+func FuzzRewriteLink(f *testing.F) {
+	f.Add(`<https://author.example.com/api/assets.json?offset=20>; rel="next", <https://cdn.example.net/x.css>; rel=preload`)
+	f.Add(`<http://127.0.0.1:4502/a>; title="<http://127.0.0.1:4502/b>", <https://h.example/aem/c>; rel="a\"b"`)
+	f.Add(`<https://author.example.com/a`)
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, u := range oracleUpstreams {
+			want, wantChanged := linkOracle(u, v)
+			got, changed := mustOrigin(t, u.url).rewriteLink(v, testBase)
+			if got != want || changed != wantChanged {
+				t.Fatalf("%s: rewriteLink(%q) = %q, %v; want %q, %v", u.url, v, got, changed, want, wantChanged)
+			}
+		}
+	})
+}
+
+// linkOracle splits v into link targets and the text around them with a
+// regular expression of its own, and rewrites each target with the URL
+// oracle.
+func linkOracle(u oracleUpstream, v string) (string, bool) {
+	// A token is a quoted string (escapes included, possibly unclosed), a
+	// link target, an unclosed "<", or any other run of text.
+	tokens := linkTokens.FindAllString(v, -1)
+	if strings.Join(tokens, "") != v {
+		panic("linkTokens does not cover " + v)
+	}
+	var b strings.Builder
+	changed := false
+	for _, tok := range tokens {
+		switch {
+		case tok[0] == '<' && !strings.HasSuffix(tok, ">"):
+			return v, false // an unclosed target: the value is left whole
+		case tok[0] == '<':
+			target, ok := u.rewrite(tok[1 : len(tok)-1])
+			changed = changed || ok
+			b.WriteString("<" + target + ">")
+		default:
+			b.WriteString(tok)
+		}
+	}
+	if !changed {
+		return v, false
+	}
+	return b.String(), true
+}
+
+var linkTokens = regexp.MustCompile(`(?s)"(?:\\.|[^"\\])*(?:"|\\?$)|<[^>]*>|<[^>]*$|[^"<]+`)

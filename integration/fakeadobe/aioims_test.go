@@ -129,3 +129,68 @@ func TestAIOLibIMSClient(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthTokenClient runs Adobe's @adobe/auth-token 1.0.1 against the
+// emulator, changed only in the origin its fetch reaches: client
+// credentials posted URL-encoded to /ims/token/v3. The library throws when
+// the answer has no access_token, so an error's body is its message.
+func TestAuthTokenClient(t *testing.T) {
+	dir := nodejs.Dir(t)
+	node := nodejs.Node(t, dir, "@adobe/auth-token")
+	script := filepath.Join(dir, "adobeclients", "auth-token.mjs")
+
+	srv := New(Options{SigningKey: testKey(t, 2), CatalogueSize: 10})
+	var mu sync.Mutex
+	var seen []string // method, path and media type of each IMS request
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+mt)
+		mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	creds, err := srv.NewCredentials(CredentialOptions{Key: testKey(t, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		OK        bool   `json:"ok"`
+		Token     string `json:"token"`
+		ExpiresIn int64  `json:"expires_in"`
+		TokenType string `json:"token_type"`
+		Message   string `json:"message"`
+	}
+	tests := []struct {
+		name, secret, scope string
+		wantErr             string // the start of the error body the library throws
+	}{
+		{"client credentials", creds.ClientSecret, "openid,AdobeID,aem.folders", ""},
+		{"wrong secret", "p8e-wrong", "openid,AdobeID", `{"error":"invalid_client"`},
+		{"a scope the client lacks", creds.ClientSecret, "openid,creative_sdk", `{"error":"invalid_scope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var res result
+			nodejs.Run(t, node, script, map[string]any{"ims": ts.URL, "clientId": creds.ClientID, "clientSecret": tt.secret, "scope": tt.scope}, &res)
+			mu.Lock()
+			last := seen[len(seen)-1]
+			mu.Unlock()
+			if last != "POST /ims/token/v3 application/x-www-form-urlencoded" {
+				t.Errorf("@adobe/auth-token sent %q", last)
+			}
+			if tt.wantErr != "" {
+				if res.OK || !strings.HasPrefix(res.Message, tt.wantErr) {
+					t.Fatalf("got %+v, want an error starting %s", res, tt.wantErr)
+				}
+				return
+			}
+			if !res.OK || res.TokenType != "bearer" || res.ExpiresIn != 86399 {
+				t.Fatalf("got %+v, want a bearer token with expires_in 86399", res)
+			}
+			if info := srv.LookupToken(res.Token); info.State != TokenValid || info.ClientID != creds.ClientID || info.Grant != grantClient || info.Scope != tt.scope {
+				t.Fatalf("the token @adobe/auth-token got: %+v", info)
+			}
+		})
+	}
+}

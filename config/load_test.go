@@ -407,6 +407,10 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 		{"typo of an enabled route's variable", with(oauthStock(), "IMSPROXY_STOK_CLIENT_ID", "x", "IMSPROXY_STCOK_TIMEOUT", "1s"), []string{
 			"IMSPROXY_STCOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)",
 			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)"}},
+		{"typo of a variable of a route not enabled", with(oauthStock(), "IMSPROXY_BRAND_PORTAL_CLIENTID", "x", "IMSPROXY_BP_UPSTRAEM", "https://bp.example.com", "IMSPROXY_BP_FOO", "x"), []string{
+			"IMSPROXY_BP_FOO: unknown variable",
+			"IMSPROXY_BP_UPSTRAEM: unknown variable (did you mean IMSPROXY_BP_UPSTREAM?)",
+			"IMSPROXY_BRAND_PORTAL_CLIENTID: unknown variable (did you mean IMSPROXY_BRAND_PORTAL_CLIENT_ID?)"}},
 		{"IMSPROXY_ROUTES narrowed: one line for the route", with(with(oauthStock(), "IMSPROXY_ROUTES", "stock"), flatten(aem)...), []string{
 			"IMSPROXY_ROUTES: route aem is not enabled, but 5 of its variables are set (IMSPROXY_AEM_*): add aem to IMSPROXY_ROUTES, or unset them"}},
 		{"IMSPROXY_ROUTES unset: one line for the route", with(oauthStock(), "IMSPROXY_BP_UPSTREAM", "https://bp.example.com", "IMSPROXY_BP_AUTH", "none"), []string{

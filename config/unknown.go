@@ -29,6 +29,9 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 		}
 		route := routeOf(k)
 		s := closest(k, known)
+		if route == "" && s == "" {
+			s = closestOfAnyRoute(k)
+		}
 		if route == "" || s != "" {
 			msg := "unknown variable"
 			if s != "" {
@@ -67,6 +70,27 @@ func routeOf(name string) string {
 		}
 	}
 	return strings.ToLower(best)
+}
+
+// closestOfAnyRoute returns the per-route variable nearest to name of the
+// route name names (IMSPROXY_BP_CLIENT_ID for IMSPROXY_BP_CLIENTID, bp not
+// enabled), or "" when none is near enough to be a typo of it.
+func closestOfAnyRoute(name string) string {
+	rest := strings.TrimPrefix(name, prefix)
+	best, bestD := "", 3
+	for i := 1; i < len(rest); i++ {
+		if rest[i] != '_' {
+			continue
+		}
+		route, suffix := rest[:i], rest[i+1:]
+		for _, s := range routeSuffixes() {
+			d := editDistance(strings.ReplaceAll(suffix, "_", ""), strings.ReplaceAll(s, "_", ""))
+			if d < bestD && (d <= 1 || len(s) >= 6) { // a short suffix takes fewer edits
+				best, bestD = prefix+route+"_"+s, d
+			}
+		}
+	}
+	return best
 }
 
 // closest returns the known variable nearest to name (at most two edits,

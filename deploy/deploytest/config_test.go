@@ -41,13 +41,19 @@ func checkEnvNames(t *testing.T, where string, names []string) {
 // (config.Load is what serve and check run first).
 func checkConfigLoads(t *testing.T, what string, env map[string]string) {
 	t.Helper()
+	if err := loadConfig(env); err != nil {
+		t.Errorf("%s: imsproxy refuses the configuration: %v", what, err)
+	}
+}
+
+// loadConfig is config.Load of env.
+func loadConfig(env map[string]string) error {
 	var environ []string
 	for k, v := range env {
 		environ = append(environ, k+"="+v)
 	}
-	if _, err := config.Load(environ); err != nil {
-		t.Errorf("%s: imsproxy refuses the configuration: %v", what, err)
-	}
+	_, err := config.Load(environ)
+	return err
 }
 
 func mustAtoi(t *testing.T, s string) uint32 {

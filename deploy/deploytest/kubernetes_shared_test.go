@@ -1,6 +1,8 @@
 package deploytest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"net/url"
@@ -156,7 +158,7 @@ func loopback(addr string) bool {
 // the proxy's pods for ingress, and every rule that admits the admin port
 // (a rule without ports admits them all) admits only Prometheus in the
 // monitoring namespace; the route port admits the application's pods.
-// Redis admits only the proxy.
+// Both Redis admit only the proxy.
 func TestKubernetes_NetworkPolicyGuardsTheAdminPort(t *testing.T) {
 	t.Parallel()
 	v, d, c := shared(t)
@@ -194,23 +196,30 @@ func TestKubernetes_NetworkPolicyGuardsTheAdminPort(t *testing.T) {
 		t.Error("no rule admits the application's pods to a route port")
 	}
 
-	var redisLabels map[string]string
-	for _, s := range v.statefulSets {
-		redisLabels = s.Spec.Template.Labels
-	}
-	redisPolicy := policyFor(v, redisLabels)
-	if redisPolicy == nil {
-		t.Fatal("no Ingress NetworkPolicy selects Redis's pods")
-	}
-	for i, rule := range redisPolicy.Spec.Ingress {
-		for _, peer := range rule.From {
-			if peer.NamespaceSelector != nil || peer.IPBlock != nil || !selects(peer.PodSelector, podLabels) {
-				t.Errorf("Redis rule %d admits %s: want the proxy's pods only", i+1, oneLine(peer))
+	redisPods := 0
+	for _, p := range v.pods() {
+		if len(proxyContainers(p.spec)) > 0 {
+			continue
+		}
+		redisPods++
+		redisPolicy := policyFor(v, p.meta.Labels)
+		if redisPolicy == nil {
+			t.Errorf("no Ingress NetworkPolicy selects %s's pods", p.name)
+			continue
+		}
+		for i, rule := range redisPolicy.Spec.Ingress {
+			for _, peer := range rule.From {
+				if peer.NamespaceSelector != nil || peer.IPBlock != nil || !selects(peer.PodSelector, podLabels) {
+					t.Errorf("%s rule %d admits %s: want the proxy's pods only", p.name, i+1, oneLine(peer))
+				}
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("%s rule %d admits anyone", p.name, i+1)
 			}
 		}
-		if len(rule.From) == 0 {
-			t.Errorf("Redis rule %d admits anyone", i+1)
-		}
+	}
+	if redisPods != 2 {
+		t.Errorf("%d pods besides the proxy's, want the two Redis (state and search cache)", redisPods)
 	}
 }
 
@@ -256,26 +265,7 @@ func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
 	if _, ok := env["IMSPROXY_REDIS_URL"]; ok {
 		t.Error("IMSPROXY_REDIS_URL is in the environment: its password belongs in a file (IMSPROXY_REDIS_URL_FILE)")
 	}
-	raw, err := os.ReadFile(env["IMSPROXY_REDIS_URL_FILE"])
-	if err != nil {
-		t.Fatalf("IMSPROXY_REDIS_URL_FILE: %v", err)
-	}
-	u, err := url.Parse(strings.TrimSpace(string(raw)))
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		t.Fatalf("the Redis URL %q: want redis://", raw)
-	}
-	var svc *corev1.Service
-	for i := range v.services {
-		if v.services[i].Name == u.Hostname() {
-			svc = &v.services[i]
-		}
-	}
-	if svc == nil {
-		t.Fatalf("the Redis URL names host %s: no such Service", u.Hostname())
-	}
-	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return itoa32(p.Port) == u.Port() }) {
-		t.Errorf("the Redis URL's port %s is not a port of Service %s", u.Port(), svc.Name)
-	}
+	u, svc := redisService(t, v, env, "IMSPROXY_REDIS_URL_FILE")
 	if len(v.statefulSets) != 1 {
 		t.Fatalf("%d StatefulSets, want Redis's", len(v.statefulSets))
 	}
@@ -307,13 +297,28 @@ func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
 }
 
 // TestKubernetes_SharedServiceConfigurationLoads: the proxy's environment,
-// with its Secrets materialised from the examples, is a configuration
-// imsproxy accepts, and the example callers file parses for its routes.
+// with its Secrets materialised from the examples, is refused as long as
+// the examples' placeholders stand for the caller's key and the admin token
+// (applied as it is, the example lets no one in), and is a configuration
+// imsproxy accepts once they are replaced.
 func TestKubernetes_SharedServiceConfigurationLoads(t *testing.T) {
 	t.Parallel()
 	v, d, c := shared(t)
+	p := pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta}
+	placeholders := v.materialise(t, p, c, t.TempDir(), nil)
+	err := loadConfig(placeholders)
+	for _, want := range []string{"IMSPROXY_CALLERS_FILE", "IMSPROXY_ADMIN_TOKEN_FILE"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the example's placeholders: %v, want a problem with %s", err, want)
+		}
+	}
+
 	root := t.TempDir()
-	env := v.materialise(t, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta}, c, root, nil)
+	sum := sha256.Sum256([]byte("a caller key of myapp, long and random"))
+	env := v.materialise(t, p, c, root, map[string]string{
+		"callers.json": `[{"name": "myapp", "key_sha256": "` + hex.EncodeToString(sum[:]) + `", "routes": ["stock"], "license": true}]`,
+		"token":        "0123456789abcdef0123456789abcdef",
+	})
 	callers, err := os.ReadFile(env["IMSPROXY_CALLERS_FILE"])
 	if err != nil {
 		t.Fatal(err)
@@ -370,5 +375,64 @@ func TestKubernetes_SharedServiceProbesPathsThatAnswer(t *testing.T) {
 		if status, body := httpGet(t, p.adminURL()+get.Path); status != http.StatusOK {
 			t.Errorf("%s: GET %s on a ready imsproxy: %d %s", pr.name, get.Path, status, body)
 		}
+	}
+}
+
+// redisService reads the Redis URL in the file the variable fileVar of env
+// names, and returns it with the Service it names (its port included).
+func redisService(t *testing.T, v *variant, env map[string]string, fileVar string) (*url.URL, *corev1.Service) {
+	t.Helper()
+	raw, err := os.ReadFile(env[fileVar])
+	if err != nil {
+		t.Fatalf("%s: %v", fileVar, err)
+	}
+	u, err := url.Parse(strings.TrimSpace(string(raw)))
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		t.Fatalf("%s holds %q: want redis://", fileVar, raw)
+	}
+	for i := range v.services {
+		if svc := &v.services[i]; svc.Name == u.Hostname() {
+			if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return itoa32(p.Port) == u.Port() }) {
+				t.Errorf("%s's port %s is not a port of Service %s", fileVar, u.Port(), svc.Name)
+			}
+			return u, svc
+		}
+	}
+	t.Fatalf("%s names host %s: no such Service", fileVar, u.Hostname())
+	return nil, nil
+}
+
+// TestKubernetes_SearchCacheHasARedisOfItsOwn: the search cache's answers,
+// many and short-lived, would fill the state's Redis, which refuses writes
+// when full, and with them every licence. IMSPROXY_REDIS_CACHE_URL_FILE
+// names another Redis, which evicts (allkeys-lru) and keeps nothing on
+// disk, behind the same password.
+func TestKubernetes_SearchCacheHasARedisOfItsOwn(t *testing.T) {
+	t.Parallel()
+	v, d, c := shared(t)
+	env := v.materialise(t, pod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta}, c, t.TempDir(), nil)
+	state, _ := redisService(t, v, env, "IMSPROXY_REDIS_URL_FILE")
+	u, svc := redisService(t, v, env, "IMSPROXY_REDIS_CACHE_URL_FILE")
+	if u.Host == state.Host {
+		t.Fatalf("the search cache's Redis is the state's, %s", u.Host)
+	}
+	var redis *pod
+	for _, p := range v.pods() {
+		if selects(metav1Selector(svc.Spec.Selector), p.meta.Labels) {
+			redis = &p
+		}
+	}
+	if redis == nil {
+		t.Fatalf("Service %s selects no pod", svc.Name)
+	}
+	rc := redis.spec.Containers[0]
+	args := strings.Join(slices.Concat(rc.Command, rc.Args), " ")
+	for _, want := range []string{"--maxmemory-policy allkeys-lru", "--appendonly no", `--save `, "--requirepass"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("the search cache's Redis runs %q: want %s", args, want)
+		}
+	}
+	if p, _ := u.User.Password(); p != secretData(v.secrets["imsproxy-redis"])["password"] {
+		t.Error("the search cache's URL does not carry the password its Redis requires")
 	}
 }

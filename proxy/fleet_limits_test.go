@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/redistest"
 	"github.com/imsproxy/imsproxy/internal/testroute"
@@ -97,6 +99,41 @@ func TestFleetRoute_LicenseOutcomesCountInRedisAsTheyDoLocally(t *testing.T) {
 				t.Fatalf("the next license answered %d: the first counted %v, want %v", resp.StatusCode, got, tt.counted)
 			}
 		})
+	}
+}
+
+// While a license is on its way, its reservation in Redis carries the
+// attempt's record, its attempt line's id included: a replica that dies
+// then is audited with what it was licensing, paired with that line.
+func TestFleetRoute_AReservationCarriesTheAttempt(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	opts, _ := redis.ParseURL(srv.URL)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	var members []string
+	var stock *fakeStock
+	stock = faultyOnce(func(w http.ResponseWriter, r *http.Request) {
+		keys, _ := rdb.Keys(r.Context(), "bench:*:held").Result()
+		for _, k := range keys {
+			m, _ := rdb.ZRange(r.Context(), k, 0, -1).Result()
+			members = append(members, m...)
+		}
+		stock.answerLicense(w, r)
+	})
+	lr := newLicensingRoute(t, stock, RouteOptions{Fleet: fleetRouteOf(t, srv)}, func(rc *config.Route) { rc.LicenseDailyLimit = 5 })
+	resp := lr.get(t, licenseTarget, allowEditorialHeader, "true")
+	resp.Body.Close()
+	recs := streamRecords(t, srv)
+	if len(recs) != 2 || recs[0].Attempt == "" || len(members) != 1 {
+		t.Fatalf("audit stream %+v, reservations held while Stock answered %q", recs, members)
+	}
+	_, record, ok := strings.Cut(members[0], " j ")
+	var held audit.Record
+	if !ok || json.Unmarshal([]byte(record), &held) != nil {
+		t.Fatalf("reservation %q carries no record", members[0])
+	}
+	if held.Attempt != recs[0].Attempt || held.ContentID != "1" || held.License != "Standard" || held.RequestID != recs[0].RequestID {
+		t.Errorf("reservation %+v, attempt line %+v: not the same license", held, recs[0])
 	}
 }
 

@@ -64,10 +64,13 @@ local function sweep(base, day, stream, route, retention, keep)
   redis.call('INCRBY', count, #expired)
   redis.call('EXPIRE', count, keep)
   for _, member in ipairs(expired) do
-    -- the member carries the attempt's record (caller, content, license)
-    local rest = string.match(member, '^%S+ (.*)$') or ''
-    local ok, rec = pcall(cjson.decode, rest)
-    if not ok or type(rec) ~= 'table' then rec = {request_id = rest} end
+    -- "<random> j <record>" carries the attempt's record (caller,
+    -- content, license); "<random> <request id>" only its id
+    local record = string.match(member, '^%S+ j (.*)$')
+    local ok, rec = pcall(cjson.decode, record or '')
+    if not record or not ok or type(rec) ~= 'table' then
+      rec = {request_id = string.match(member, '^%S+ (.*)$') or ''}
+    end
     rec.time, rec.route, rec.outcome, rec.reason = iso(now), route, 'unknown', 'lease_expired'
     rec.status, rec.upstream_status = 0, 0
     audit(stream, cjson.encode(rec), retention)
@@ -179,13 +182,15 @@ func (b *Budget) Reserve(ctx context.Context, rec audit.Record) (stock.Slot, err
 	return &slot{b: b, member: member, day: day}, nil
 }
 
-// newMember names a reservation: random, then the attempt's record, from
-// which a lease that expires is audited.
+// newMember names a reservation: random, then "j" and the attempt's
+// record, from which a lease that expires is audited. A request id has no
+// space, so a member of the earlier form, "<random> <request id>", cannot
+// be read as a record.
 func newMember(rec audit.Record) string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	line, _ := json.Marshal(rec) // a Record always encodes
-	return hex.EncodeToString(b[:]) + " " + string(line)
+	return hex.EncodeToString(b[:]) + " j " + string(line)
 }
 
 // slot is one reservation.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/imsproxy/imsproxy/internal/redistest"
 	"github.com/imsproxy/imsproxy/internal/testutil"
 	"github.com/imsproxy/imsproxy/proxy/audit"
@@ -77,7 +79,7 @@ func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
 	alive := replica(t, srv).Route(stockRoute("client")).Budget(2, time.Minute)
 	ctx := context.Background()
 	attempt := audit.Record{RequestID: "req-7", Route: "stock", Caller: "batch", Remote: "10.0.0.7", Method: "GET",
-		ContentID: "130065173", License: "Standard"}
+		ContentID: "130065173", License: "Standard", Attempt: "att-7"}
 	if _, err := dead.Reserve(ctx, attempt); err != nil { // never settled: the replica died
 		t.Fatal(err)
 	}
@@ -120,7 +122,7 @@ func TestBudget_ADeadReplicasReservationCountsWhenItsLeaseEnds(t *testing.T) {
 		found = true
 		// Who licensed what: the attempt's record, with its outcome.
 		for k, want := range map[string]any{"outcome": "unknown", "route": "stock", "request_id": "req-7", "caller": "batch",
-			"remote": "10.0.0.7", "content_id": "130065173", "license": "Standard", "status": 0.0, "upstream_status": 0.0} {
+			"remote": "10.0.0.7", "content_id": "130065173", "license": "Standard", "attempt": "att-7", "status": 0.0, "upstream_status": 0.0} {
 			if rec[k] != want {
 				t.Errorf("the expired lease's record has %s = %v, want %v: %v", k, rec[k], want, rec)
 			}
@@ -194,5 +196,32 @@ func TestBudget_TwoOrganisationsWithTheSameRouteNameDoNotShareACount(t *testing.
 	}
 	if _, err := b.Reserve(context.Background(), audit.Record{}); err != nil {
 		t.Fatalf("org-b's budget is spent by org-a's license: %v", err)
+	}
+}
+
+// A reservation made by a replica of the earlier form, "<random> <request
+// id>", is audited with that id as its request id, however it is spelt:
+// a caller's X-Request-Id that looks like a record adds no field.
+func TestBudget_AnEarlierReservationsRequestIDIsNotReadAsARecord(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	b := replica(t, srv).Route(stockRoute("client")).Budget(5, time.Minute)
+	ctx := context.Background()
+	rdb := inspect(t, srv)
+	held := strings.TrimSuffix(budgetKeyToday(t, srv), ":count") + ":held"
+	forged := `{"caller":"forged","content_id":"9","request_id":"x"}`
+	if err := rdb.ZAdd(ctx, held, redis.Z{Score: 1, Member: "0123abcd " + forged}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, audit.Record{}); err != nil { // sweeps
+		t.Fatal(err)
+	}
+	msgs, err := rdb.XRange(ctx, "test:audit", "-", "+").Result()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("audit stream %v (%v), want the expired reservation's record", msgs, err)
+	}
+	var rec map[string]any
+	_ = json.Unmarshal([]byte(msgs[0].Values["record"].(string)), &rec)
+	if rec["request_id"] != forged || rec["caller"] != nil || rec["content_id"] != nil || rec["reason"] != "lease_expired" {
+		t.Errorf("the earlier reservation's record: %v", rec)
 	}
 }

@@ -1,6 +1,7 @@
 package stock
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,7 +89,12 @@ func (p *Policy) guard(w http.ResponseWriter, r *http.Request, allowEditorial bo
 	}
 	a.rec.LicenseAgain = lr.Again
 
-	slot, err := p.opts.Budget.Reserve(r.Context(), a.rec)
+	// The attempt line's id is chosen now: a reservation whose replica
+	// dies is audited with it.
+	a.id = audit.NewAttemptID()
+	reserving := a.rec
+	reserving.Attempt = a.id
+	slot, err := p.opts.Budget.Reserve(r.Context(), reserving)
 	var spent *SpentError
 	switch {
 	case errors.As(err, &spent):
@@ -133,6 +139,7 @@ type attempt struct {
 	p       *Policy
 	r       *http.Request
 	rec     audit.Record
+	id      string      // of the attempt line, once the budget is asked
 	slot    Slot        // held while the call is forwarded; nil otherwise
 	sent    atomic.Bool // the request was written to Stock (set by the transport's goroutine)
 	settled bool
@@ -149,7 +156,7 @@ func (a *attempt) writeAttempt() error {
 	if opts.Audit == nil && opts.Trail == nil {
 		return nil
 	}
-	a.rec.Attempt = audit.NewAttemptID()
+	a.rec.Attempt = cmp.Or(a.id, audit.NewAttemptID())
 	rec := a.rec
 	rec.Time, rec.Outcome = opts.Now().UTC(), audit.OutcomeAttempt
 	var err error

@@ -74,7 +74,7 @@ func (s *Server) adminHandler() http.Handler {
 // reading /readyz): the admin listener has no callers file, so its Host
 // must name this machine.
 func (s *Server) adminBrowsers(next http.Handler) http.Handler {
-	b := callers.Browsers{Origins: s.cfg.AllowedOrigins, Hosts: s.cfg.AllowedHosts,
+	b := callers.Browsers{Origins: s.cfg.AllowedOrigins, Hosts: withListenerName(s.cfg.AllowedHosts, s.cfg.AdminListen),
 		CheckHost: true, Addresses: !config.LoopbackAddress(s.cfg.AdminListen)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if no := b.Check(r); no != nil {

@@ -88,7 +88,7 @@ func TestRoute_LoopbackListenerAnswersOnlyLocalNames(t *testing.T) {
 		"[::ffff:10.0.0.1]":            "HTTP/1.1 403",
 		"localhost:http":               "HTTP/1.1 403",
 		"localhost.":                   "HTTP/1.1 403",
-		"":                             "HTTP/1.1 403",
+		"":                             "HTTP/1.1 200", // no browser sends an empty Host
 	} {
 		before := len(up.All())
 		got := rawRequest(t, addr, "GET /Rest/Media/1/Search/Files HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
@@ -122,6 +122,8 @@ func TestRoute_HostIsCheckedWithoutCallersFile(t *testing.T) {
 		"named loopback":              {false, "localhost:0", "proxy.corp.example", "HTTP/1.1 403"},
 		"loopback, no guard":          {false, "127.0.0.1:0", "proxy.corp.example", "HTTP/1.1 403"},
 		"loopback, address":           {false, "127.0.0.1:0", "10.1.2.3", "HTTP/1.1 403"},
+		"listener's own name":         {false, "Proxy.Corp.Example:0", "proxy.corp.example:8080", "HTTP/1.1 200"},
+		"non-loopback, HTTP/1.0":      {false, "0.0.0.0:0", "", "HTTP/1.0 200"}, // a load balancer's check, no Host
 	} {
 		t.Run(name, func(t *testing.T) {
 			up := &testutil.Upstream{}
@@ -131,11 +133,15 @@ func TestRoute_HostIsCheckedWithoutCallersFile(t *testing.T) {
 			}
 			front := guardedRoute(t, up, ro, func(rc *config.Route) { rc.Listen = opts.listen })
 			addr := strings.TrimPrefix(front.URL, "http://")
-			got := rawRequest(t, addr, "GET /x HTTP/1.1\r\nHost: "+opts.host+"\r\nX-Api-Key: app-key\r\nConnection: close\r\n\r\n")
+			req := "GET /x HTTP/1.1\r\nHost: " + opts.host + "\r\nX-Api-Key: app-key\r\nConnection: close\r\n\r\n"
+			if opts.host == "" {
+				req = "GET /x HTTP/1.0\r\nX-Api-Key: app-key\r\n\r\n"
+			}
+			got := rawRequest(t, addr, req)
 			if !strings.HasPrefix(got, opts.want) {
 				t.Errorf("%q, want %s", got, opts.want)
 			}
-			if reached := len(up.All()) > 0; reached != (opts.want == "HTTP/1.1 200") {
+			if reached := len(up.All()) > 0; reached != strings.HasSuffix(opts.want, " 200") {
 				t.Errorf("reached the upstream: %v", reached)
 			}
 		})

@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
@@ -124,6 +127,7 @@ func buildRoute(rc *config.Route, p routeParts) (http.Handler, *cache.Cache) {
 	// reached the listener through DNS rebinding but the Host.
 	admit.Browsers.CheckHost = p.callers == nil
 	admit.Browsers.Addresses = !config.LoopbackAddress(rc.Listen)
+	admit.Browsers.Hosts = withListenerName(admit.Browsers.Hosts, rc.Listen)
 
 	switch rc.Type {
 	case config.TypeAEM:
@@ -228,4 +232,15 @@ func searchCache(c *cache.Cache, next http.Handler) http.Handler {
 		return next
 	}
 	return c.Handler(next)
+}
+
+// withListenerName adds the host name of listen, when it is a name, to the
+// Host names a listener accepts: the operator wrote it there, and callers
+// (imsproxy health among them) address the listener by it.
+func withListenerName(hosts []string, listen string) []string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host == "" || net.ParseIP(host) != nil {
+		return hosts
+	}
+	return append(slices.Clip(hosts), strings.ToLower(host))
 }

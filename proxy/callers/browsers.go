@@ -75,10 +75,13 @@ func (b *Browsers) originAllowed(origin string) bool {
 	return slices.ContainsFunc(b.Origins, func(o string) bool { return strings.EqualFold(o, origin) })
 }
 
-// hostAllowed reports whether host, a Host header, is a loopback name or
-// address with an optional port, one of Hosts, or with Addresses any
-// address.
+// hostAllowed reports whether host, a Host header, is absent, a loopback
+// name or address with an optional port, one of Hosts, or with Addresses
+// any address.
 func (b *Browsers) hostAllowed(host string) bool {
+	if host == "" {
+		return true // HTTP/1.0 without Host (a load balancer's check): no browser sends that
+	}
 	name, ok := cutPort(host)
 	switch {
 	case !ok || name == "":

@@ -13,7 +13,8 @@ func TestBrowsers_HostAllowed(t *testing.T) {
 		"127.0.0.1": true, "127.0.0.1:8080": true, "127.255.255.254:1": true,
 		"[::1]": true, "[::1]:8080": true,
 		"dev.example.test": true, "dev.example.test:443": true, "[fd00::1]:80": true,
-		"":                        false,
+		"":                        true, // HTTP/1.0 without Host
+		":80":                     false,
 		"::1":                     false, // unbracketed
 		"[::1]x":                  false,
 		"localhost:":              false,
@@ -41,7 +42,7 @@ func TestBrowsers_HostAllowedOffLoopback(t *testing.T) {
 		"localhost:8080": true, "127.0.0.1": true, "[::1]:1": true,
 		"imsproxy.apps.svc:8080": true,
 		"10.1.2.3":               true, "10.1.2.3:9090": true, "[fd00::1]:80": true, "[::ffff:10.0.0.1]": true,
-		"":                        false,
+		"":                        true,
 		"fd00::1":                 false, // unbracketed
 		"[fe80::1%25eth0]:80":     false,
 		"10.1.2.3.nip.io":         false,

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,10 +276,15 @@ func (c *Client) CheckVersion(ctx context.Context) error {
 	ctx, cancel := c.ctx(ctx, c.timeout)
 	defer cancel()
 	minID := strconv.FormatInt(time.Now().Add(-auditRetention).UnixMilli(), 10)
-	if err := c.rdb.XTrimMinIDApprox(ctx, c.auditKey(), minID, 0).Err(); err != nil {
+	err := c.rdb.XTrimMinIDApprox(ctx, c.auditKey(), minID, 0).Err()
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), "syntax error") || strings.Contains(err.Error(), "unknown command"):
+		// What a Redis before 6.2 answers.
 		return fmt.Errorf("trim the audit stream by age (XTRIM MINID), which needs Redis 6.2 or later or Valkey: %w", err)
 	}
-	return nil
+	return fmt.Errorf("trim the audit stream %s by age: %w", c.auditKey(), err)
 }
 
 // LoadScripts loads the Lua scripts of fleet mode into Redis, which checks

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +62,19 @@ func TestCheckVersion_TrimsOnlyWhatAnAppendWould(t *testing.T) {
 	recent, err := rdb.XRange(ctx, c.auditKey(), "("+old, "+").Result()
 	if err != nil || len(recent) != 1 {
 		t.Errorf("after the check the recent records are %v (%v), want the one written", recent, err)
+	}
+}
+
+// A user that may not trim is told so, not that its Redis is too old.
+func TestCheckVersion_NamesWhatFailed(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	if err := inspect(t, srv).Do(ctx, "ACL", "SETUSER", "notrim", "on", ">a-long-password", "~*", "&*", "+@all", "-xtrim").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := replicaOf(t, &config.Redis{URL: config.Secret("redis://notrim:a-long-password@" + srv.Addr + "/0"), Prefix: "test", Timeout: time.Second})
+	err := c.CheckVersion(ctx)
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") || strings.Contains(err.Error(), "6.2") {
+		t.Errorf("CheckVersion as a user without XTRIM: %v", err)
 	}
 }

@@ -194,8 +194,14 @@ func printReport(w io.Writer, report checkReport) {
 	default:
 		fmt.Fprintf(w, "redis (fleet mode): FAILED %s\n", r.Error)
 	}
-	if failed > 0 {
+	redisFailed := report.Redis != nil && !report.Redis.OK
+	switch {
+	case failed > 0 && redisFailed:
+		fmt.Fprintf(w, "%d of %d routes failed, and Redis\n", failed, len(report.Routes))
+	case failed > 0:
 		fmt.Fprintf(w, "%d of %d routes failed\n", failed, len(report.Routes))
+	case redisFailed:
+		fmt.Fprintln(w, "every route obtained a token; Redis failed")
 	}
 }
 

@@ -19,7 +19,8 @@ func TestCheck_PingsRedisAndLoadsTheScripts(t *testing.T) {
 		t.Errorf("check with Redis: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = runCmd(t, append(env, "IMSPROXY_REDIS_URL=redis://"+closedAddr(t)+"/0", "IMSPROXY_REDIS_TIMEOUT=200ms"), "check")
-	if code != 1 || !strings.Contains(out, "redis (fleet mode): FAILED ping Redis") || !strings.Contains(out, "token retrieved successfully") {
+	if code != 1 || !strings.Contains(out, "redis (fleet mode): FAILED ping Redis") || !strings.Contains(out, "token retrieved successfully") ||
+		!strings.Contains(out, "every route obtained a token; Redis failed") {
 		t.Errorf("check with Redis down: exit %d, want 1\n%s", code, out)
 	}
 }

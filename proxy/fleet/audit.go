@@ -66,7 +66,7 @@ func (c *Client) PrintAudit(ctx context.Context, since time.Time, w io.Writer) (
 		msgs, err := c.rdb.XRangeN(opCtx, c.auditKey(), start, "+", page).Result()
 		cancel()
 		if err != nil {
-			return n, fmt.Errorf("read the audit stream %s: %w", c.auditKey(), err)
+			return n, fmt.Errorf("read the audit stream %s: %w%s", c.auditKey(), err, tlsHint(c.rdb, err))
 		}
 		for _, m := range msgs {
 			rec, _ := m.Values["record"].(string)

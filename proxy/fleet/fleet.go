@@ -251,7 +251,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		c.fail(OpPing, err)
-		return fmt.Errorf("ping Redis: %w", err)
+		return fmt.Errorf("ping Redis: %w%s", err, tlsHint(c.rdb, err))
 	}
 	c.ok()
 	if !c.separateCache() {
@@ -262,11 +262,20 @@ func (c *Client) Ping(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			c.failCache(OpPing, err)
-			return fmt.Errorf("ping the search cache's Redis (IMSPROXY_REDIS_CACHE_URL): %w", err)
+			return fmt.Errorf("ping the search cache's Redis (IMSPROXY_REDIS_CACHE_URL): %w%s", err, tlsHint(c.cache, err))
 		}
 		c.okCache()
 	}
 	return nil
+}
+
+// tlsHint explains a ping of a rediss:// URL that got no answer in time:
+// a Redis without TLS reads the handshake as a command and waits for more.
+func tlsHint(rdb *redis.Client, err error) string {
+	if rdb.Options().TLSConfig == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	return " (the URL is rediss://: does that Redis speak TLS, or is it redis://?)"
 }
 
 // CheckVersion checks that Redis trims streams by age, as the audit

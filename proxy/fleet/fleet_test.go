@@ -78,3 +78,14 @@ func TestCheckVersion_NamesWhatFailed(t *testing.T) {
 		t.Errorf("CheckVersion as a user without XTRIM: %v", err)
 	}
 }
+
+// A rediss:// URL at a Redis without TLS gets no answer: the error says
+// what is likely wrong.
+func TestPing_TLSToAPlainRedisSaysSo(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := replicaOf(t, &config.Redis{URL: config.Secret("rediss://" + srv.Addr + "/0"), Prefix: "test", Timeout: 300 * time.Millisecond})
+	err := c.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does that Redis speak TLS") {
+		t.Errorf("Ping over TLS to a plain Redis: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,9 +308,15 @@ func (c *Cache) newEntry(key string, f *fetched, stored time.Time) *entry {
 			return nil
 		}
 	}
-	// append rounds the capacity up to the allocation's size class, so
-	// cap(body) is what the body really occupies.
-	body := append([]byte(nil), f.body...)
+	// The capture's buffer is kept when it wastes little (an answer of
+	// known length fills it); otherwise a copy of the body's own size. A
+	// copy of every stored answer doubled the garbage that many large
+	// answers in flight make, and with it the process's resident size.
+	body := f.body
+	if cap(body)-len(body) > len(body)/16 {
+		body = slices.Grow([]byte(nil), len(body))
+		body = append(body, f.body...)
+	}
 	e := &entry{key: key, body: body, header: storedHeader(f.header, len(body)), stored: stored}
 	if gzipped {
 		n, err := c.gunzippedLen(body)

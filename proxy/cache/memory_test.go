@@ -1,10 +1,13 @@
 package cache
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +50,8 @@ func fillCache(t testing.TB, maxBytes int64, bodySize int, gzip bool) (c *Cache,
 		if gzip {
 			h["Content-Encoding"] = []string{strings.Clone("gzip")}
 		}
-		e := c.newEntry(key, &fetched{status: 200, header: h, body: body}, now)
+		// A body of its own, as each fetch captures one: the entry may keep it.
+		e := c.newEntry(key, &fetched{status: 200, header: h, body: bytes.Clone(body)}, now)
 		if e == nil {
 			t.Fatal("entry refused")
 		}
@@ -146,4 +150,65 @@ func TestCache_HashCollisionIsAMiss(t *testing.T) {
 	if e := c.fresh(key); e == nil || e.key != string(key) || c.Len() != 1 {
 		t.Fatalf("after storing the key's own answer: %v, %d entries", e, c.Len())
 	}
+}
+
+// An answer of known length is read into a buffer of its size, and the
+// entry keeps that buffer: storing a miss allocates its body once, not a
+// second time for a copy. Many large answers in flight otherwise made
+// twice the garbage, and the resident set grew with it.
+func TestCache_AMissOfKnownLengthIsStoredWithoutACopy(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's build allocates the buffer slices.Grow sizes twice")
+	}
+	const size = 512 << 10
+	body := []byte(searchAnswer(size))
+	f := newCacheFixture(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	}, nil)
+	miss := func(i int) {
+		req := httptest.NewRequest("GET", fmt.Sprintf("%s&search_parameters[offset]=%d", searchPath, i), nil)
+		w := &countingWriter{h: http.Header{}}
+		f.handler.ServeHTTP(w, req)
+		if w.code != http.StatusOK || w.h.Get("X-Cache") != "MISS" || w.n != len(body) {
+			t.Fatalf("%d X-Cache %q, %d bytes", w.code, w.h.Get("X-Cache"), w.n)
+		}
+	}
+	miss(0) // the connection, the pools
+	const misses = 8
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range misses {
+		miss(i + 1)
+	}
+	runtime.ReadMemStats(&after)
+	perMiss := int64(after.TotalAlloc-before.TotalAlloc) / misses
+	t.Logf("%d bytes allocated a miss of %d bytes", perMiss, len(body))
+	if perMiss > size+size/2 {
+		t.Errorf("a miss of %d bytes allocated %d: the body is copied", len(body), perMiss)
+	}
+	if n := f.cache.Len(); n != misses+1 {
+		t.Fatalf("%d entries stored, want %d", n, misses+1)
+	}
+}
+
+// countingWriter counts what is written to it and keeps none of it.
+type countingWriter struct {
+	h       http.Header
+	code, n int
+}
+
+func (w *countingWriter) Header() http.Header { return w.h }
+func (w *countingWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	w.n += len(p)
+	return len(p), nil
 }

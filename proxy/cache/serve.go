@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,7 +312,8 @@ func (c *capture) WriteHeader(code int) {
 		if n > maxCachedBody || !c.reserve(int(n)) {
 			c.spill()
 		} else {
-			c.body = make([]byte, 0, n)
+			c.body = slices.Grow(c.body, int(n))
+			c.chargeRounding()
 		}
 	}
 }
@@ -337,10 +339,19 @@ func (c *capture) grow(need int) bool {
 	if !c.reserve(size - c.reserved) {
 		return false
 	}
-	body := make([]byte, len(c.body), size)
-	copy(body, c.body)
-	c.body = body
+	c.body = slices.Grow(c.body, size-len(c.body))
+	c.chargeRounding()
 	return true
+}
+
+// chargeRounding counts what the allocator added to the body's buffer
+// beyond what was reserved (its size class), so that the reservation is
+// what the buffer occupies and an entry can keep the buffer as it is.
+func (c *capture) chargeRounding() {
+	if extra := cap(c.body) - c.reserved; c.lim != nil && extra > 0 {
+		c.lim.Charge(extra)
+		c.reserved += extra
+	}
 }
 
 func (c *capture) reserve(n int) bool {

@@ -194,10 +194,15 @@ func TestE2E_SlowReadersDoNotGrowMemoryWithoutBound(t *testing.T) {
 	}
 	grew := peak - base
 	t.Logf("resident set %.0f MiB before, %.0f MiB at its peak with %d callers that do not read", float64(base)/(1<<20), float64(peak)/(1<<20), callers)
-	// (32 MiB in flight + 16 MiB of cache) twice over, the garbage
-	// collector's slack, and 64 MiB for the connections' buffers and
-	// goroutines; without the bound it grew by more than 450 MiB.
-	if grew > 160<<20 {
+	// What is held stays near 32 MiB in flight + 16 MiB of cache + about
+	// 30 MiB of buffers and goroutines for 800 connections; the garbage
+	// collector lets the heap grow to twice what it last found live
+	// (GOGC=100), and answers of unknown length leave their smaller
+	// buffers behind as they grow; the runtime returns freed pages to the
+	// system only lazily. Measured: 90 to 204 MiB (about 140 most often)
+	// over thirty runs. Without the bound, the answers alone held 350 MiB
+	// and the resident set grew by more than 450 MiB.
+	if grew > 256<<20 {
 		t.Errorf("the resident set grew by %.0f MiB", float64(grew)/(1<<20))
 	}
 }

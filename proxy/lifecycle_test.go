@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,42 @@ func TestServer_ShutdownDelayKeepsServingWithReadyz503(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not say %q:\n%s", want, logs)
 		}
+	}
+}
+
+// Requests served during the shutdown delay and the drain still get
+// tokens: a token revoked then is exchanged again, as at any other time.
+// The token managers ran under the context the first signal cancels, so
+// every exchange then failed at once with "context canceled" and the
+// caller got the upstream's 401.
+func TestServer_TokensAreStillRenewedWhileShuttingDown(t *testing.T) {
+	ims, imsSrv := newFakeIMS(t, time.Hour)
+	var rejected atomic.Int64
+	up := httptest.NewServer(strictUpstream(ims, &rejected))
+	t.Cleanup(up.Close)
+	rc := oauthRoute(t, up.URL, imsSrv.URL)
+	cfg := &config.Config{AdminListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second, ShutdownDelay: time.Hour, Routes: []config.Route{*rc}}
+	srv, stop, wait := startConfig(t, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	waitReady(t, srv.AdminAddr())
+	search := "http://" + srv.Addr("stock") + "/Rest/Media/1/Search/Files?search_parameters[words]=cat"
+	if code := get(t, search); code != 200 {
+		t.Fatalf("before the signal: %d", code)
+	}
+
+	stop() // what SIGTERM does in cmd/imsproxy
+	testutil.WaitFor(t, "/readyz to answer 503", func() bool { return get(t, "http://"+srv.AdminAddr()+"/readyz") == 503 })
+	ims.mu.Lock()
+	clear(ims.expires) // IMS revokes every token it issued
+	ims.mu.Unlock()
+	if code := get(t, search); code != 200 {
+		t.Errorf("during the shutdown delay, after a revocation: %d, want 200 with a new token", code)
+	}
+	if n := ims.calls.Load(); n != 2 {
+		t.Errorf("%d exchanges, want 2: the first and one after the revocation", n)
+	}
+	srv.SkipShutdownDelay()
+	if err := wait(); err != nil {
+		t.Fatalf("Run = %v", err)
 	}
 }
 

@@ -301,7 +301,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	runCtx, stop := context.WithCancel(ctx)
+	// The token managers, the watchers and fleet mode outlive ctx: requests
+	// served during the shutdown delay and the drain still need tokens.
+	// They stop once the listeners are drained.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 
 	for _, rs := range s.routes {

@@ -164,7 +164,7 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	for _, rs := range s.routes {
 		switch {
 		case rs.cfg.Name == name && rs.cache != nil:
-			writeJSON(w, http.StatusOK, map[string]any{"route": name, "purged": rs.cache.Purge("admin")})
+			writeJSON(w, http.StatusOK, map[string]any{"route": name, "purged": rs.cache.Purge(r.Context(), "admin")})
 			return
 		case rs.cfg.Name == name:
 			s.adminError(w, r, http.StatusNotFound, "no_cache",

@@ -59,7 +59,7 @@ func (s *Server) newRoute(rc *config.Route, topts tokens.Options) (*routeState, 
 	if rs.cache != nil {
 		// Search answers carry is_licensed, which belongs to the
 		// credentials' organisation.
-		rotate.OnReplaced = func() { rs.cache.Purge("credentials") }
+		rotate.OnReplaced = func() { rs.cache.Purge(context.Background(), "credentials") }
 	}
 	rs.live = s.rotator.Add(rc, rs.mgr, imsClient, rotate)
 	s.metrics.WatchCertificate(rc.Name, rs.live.CertificateExpiry)
@@ -220,7 +220,7 @@ func stockOptions(rc *config.Route, p routeParts, credentials, timed http.RoundT
 		opts.Download = reverseProxy(rc.DownloadUpstream, "DOWNLOAD_UPSTREAM", &tokens.QueryTransport{Base: timed, Tokens: p.tokens}, "")
 	}
 	if c != nil {
-		opts.OnLicensed = func() { c.Purge("license") }
+		opts.OnLicensed = func(ctx context.Context) { c.Purge(ctx, "license") }
 	}
 	return opts
 }

@@ -234,7 +234,11 @@ func TestRoute_EveryLogLineCarriesTheRequestID(t *testing.T) {
 	})
 	logs := &testutil.Buffer{}
 	front := guardedRoute(t, up, RouteOptions{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
-		func(rc *config.Route) { rc.AllowLicense = true })
+		func(rc *config.Route) {
+			rc.AllowLicense = true
+			// A license empties the search cache, which logs it.
+			rc.Cache = config.Cache{Size: 16, TTL: time.Minute, MaxBytes: 1 << 20}
+		})
 	req, _ := http.NewRequest("GET", front.URL+"/Rest/Libraries/1/Content/License?content_id=5&license=Standard", nil)
 	req.Header.Set(route.RequestIDHeader, "trace-42")
 	resp, err := http.DefaultClient.Do(req)
@@ -250,7 +254,7 @@ func TestRoute_EveryLogLineCarriesTheRequestID(t *testing.T) {
 			t.Errorf("log line without the request's id and route: %v", l)
 		}
 	}
-	for _, want := range []string{"answer encoded with br; download URLs not rewritten", "licensing", "request"} {
+	for _, want := range []string{"answer encoded with br; download URLs not rewritten", "licensing", "search cache purged", "request"} {
 		if !msgs[want] {
 			t.Errorf("no %q line among %v", want, msgs)
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"os"
@@ -70,7 +71,7 @@ func (rt *testRoute) PurgeCache(reason string) int {
 	if rt.cache == nil {
 		return 0
 	}
-	return rt.cache.Purge(reason)
+	return rt.cache.Purge(context.Background(), reason)
 }
 
 // loadTestCallers writes a callers file of content for routes stock and

@@ -8,6 +8,7 @@ package cache
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"hash/maphash"
 	"io"
@@ -145,22 +146,23 @@ func (c *Cache) Bytes() int64 {
 
 // Purge empties the cache and returns how many entries it held. Answers
 // being fetched while it runs are served but not stored. reason ("admin",
-// "license", "credentials") goes to the log. With a shared level, every
-// replica's cache empties.
-func (c *Cache) Purge(reason string) int {
+// "license", "credentials") goes to the log, with the request id ctx
+// carries when a request caused it. With a shared level, every replica's
+// cache empties.
+func (c *Cache) Purge(ctx context.Context, reason string) int {
 	if c.shared != nil {
 		c.shared.Purge(reason)
 	}
-	return c.purgeLocal(reason)
+	return c.purgeLocal(ctx, reason)
 }
 
-func (c *Cache) purgeLocal(reason string) int {
+func (c *Cache) purgeLocal(ctx context.Context, reason string) int {
 	c.mu.Lock()
 	n := c.lru.Len()
 	c.lru.Purge()
 	c.gen++
 	c.mu.Unlock()
-	c.log.Info("search cache purged", "route", c.route, "reason", reason, "entries", n)
+	c.log.InfoContext(ctx, "search cache purged", "route", c.route, "reason", reason, "entries", n)
 	return n
 }
 

@@ -256,7 +256,7 @@ func TestCache_PurgeDuringAFetchKeepsItsAnswerOut(t *testing.T) {
 	f := newCacheFixture(t, g.handler, nil)
 	answer := f.goGet(context.Background(), searchPath)
 	<-g.arrived
-	f.cache.Purge("test") // e.g. a license that went through meanwhile
+	f.cache.Purge(context.Background(), "test") // e.g. a license that went through meanwhile
 	g.open()
 	if r := <-answer; r.status != 200 || r.xcache != "MISS" {
 		t.Fatalf("in-flight search: %+v", r)
@@ -281,7 +281,7 @@ func TestCache_RaceFreeUnderLoad(t *testing.T) {
 				target := searchPath + "&page=" + string(rune('0'+i%6))
 				switch {
 				case w == 0 && i%10 == 0:
-					f.cache.Purge("test")
+					f.cache.Purge(context.Background(), "test")
 				case w == 1:
 					f.get(target, "Cache-Control", "no-cache")
 				default:

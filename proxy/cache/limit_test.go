@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,7 +82,7 @@ func TestCache_EvictedAnswerStillBeingWrittenStaysCounted(t *testing.T) {
 	if l.Used() != 0 {
 		t.Fatalf("%d bytes counted while the cache still holds the answer", l.Used())
 	}
-	f.cache.Purge("test")
+	f.cache.Purge(context.Background(), "test")
 	if l.Used() <= 0 {
 		t.Fatal("an evicted answer still being written is not counted")
 	}
@@ -110,7 +111,7 @@ func TestCache_LimiterBalancesUnderLoad(t *testing.T) {
 				target := searchPath + "&page=" + string(rune('0'+i%6))
 				switch {
 				case w == 0 && i%7 == 0:
-					f.cache.Purge("test")
+					f.cache.Purge(context.Background(), "test")
 				case w == 1:
 					f.get(target, "Cache-Control", "no-cache")
 				default:

@@ -37,7 +37,7 @@ func (c *Cache) Share(s Shared) { c.shared = s }
 
 // PurgeLocal empties this replica's level alone: another replica purged
 // the shared level.
-func (c *Cache) PurgeLocal(reason string) int { return c.purgeLocal(reason) }
+func (c *Cache) PurgeLocal(reason string) int { return c.purgeLocal(context.Background(), reason) }
 
 // loadShared asks the shared level for key: a fresh entry, or one within
 // its stale-if-error window (stale true), or nil. The entry is acquired

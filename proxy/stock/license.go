@@ -225,7 +225,7 @@ func (a *attempt) settle(outcome string, status, upstream int, state string) {
 	}
 	p.opts.Count(outcome)
 	if audit.Counts(outcome) {
-		p.opts.OnLicensed()
+		p.opts.OnLicensed(a.r.Context())
 	}
 	attrs := []slog.Attr{slog.String("content_id", a.rec.ContentID), slog.String("license", a.rec.License), slog.String("outcome", outcome)}
 	if upstream == 0 {

@@ -60,7 +60,7 @@ type Options struct {
 	Download http.Handler
 	// OnLicensed runs after each license made through the route: search
 	// answers carry is_licensed, so the search cache empties itself.
-	OnLicensed func()
+	OnLicensed func(ctx context.Context)
 	// Count counts licensing attempts by outcome; nil: not counted.
 	Count func(outcome string)
 	// Now is the clock of the editorial cache and the audit; nil: time.Now.
@@ -93,7 +93,7 @@ func New(rc *config.Route, opts Options) *Policy {
 		opts.Count = func(string) {}
 	}
 	if opts.OnLicensed == nil {
-		opts.OnLicensed = func() {}
+		opts.OnLicensed = func(context.Context) {}
 	}
 	p := &Policy{cfg: rc, opts: opts, editorial: newEditorialCache(opts.Now),
 		// The lookup carries the route's token: it never follows a

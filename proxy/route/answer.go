@@ -143,14 +143,6 @@ func ID(r *http.Request) string {
 	return ""
 }
 
-// IDFrom is the id of the request whose context is ctx; "" outside a route.
-func IDFrom(ctx context.Context) string {
-	if st := from(ctx); st != nil {
-		return st.id
-	}
-	return ""
-}
-
 // Config is the configuration of the request's route; nil outside a route.
 func Config(r *http.Request) *config.Route {
 	if st := from(r.Context()); st != nil {

@@ -186,22 +186,16 @@ func checkLicenseBody(r *http.Request) error {
 	return nil
 }
 
-// ambiguousPath reports whether path (decoded, as net/http gives it) is
-// one that servers read differently: with a ";" (path parameters, which
-// Tomcat and others strip), a character outside ASCII (which a server may
-// fold to an ASCII letter: Licenſe), or beginning with "//" or "/\" (a
-// network-path reference, whose first segment a server may take for a
-// host). A second level of percent-encoding is looked through.
-func ambiguousPath(path string) bool {
-	_, ambiguous := scanPath(path)
-	return ambiguous
-}
-
-// scanPath reads a path once, as every request on a stock route needs:
-// whether it is ambiguous (ambiguousPath), and whether it may be a
-// licensing, license-information or download path in a spelling
-// classify recognises (a path without "%", "\", "icens", "info" or
-// "download" in any case cannot be).
+// scanPath reads a path (decoded, as net/http gives it) once, as every
+// request on a stock route needs. It reports whether the path may be a
+// licensing, license-information or download path in a spelling classify
+// recognises (a path without "%", "\", "icens", "info" or "download" in
+// any case cannot be), and whether it is ambiguous: one that servers read
+// differently, with a ";" (path parameters, which Tomcat and others
+// strip), a character outside ASCII (which a server may fold to an ASCII
+// letter: Licenſe), or beginning with "//" or "/\" (a network-path
+// reference, whose first segment a server may take for a host). A second
+// level of percent-encoding is looked through.
 func scanPath(path string) (special, ambiguous bool) {
 	ambiguous = len(path) >= 2 && path[0] == '/' && (path[1] == '/' || path[1] == '\\')
 	escaped := false

@@ -78,8 +78,8 @@ func TestAmbiguousPath(t *testing.T) {
 		"/Rest%3Bx/Libraries/1/Content/License":              true,
 		"/%2F/stock.adobe.io/Rest":                           true,
 	} {
-		if got := ambiguousPath(p); got != want {
-			t.Errorf("ambiguousPath(%q) = %v, want %v", p, got, want)
+		if _, got := scanPath(p); got != want {
+			t.Errorf("scanPath(%q) ambiguous = %v, want %v", p, got, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"reflect"
 	"strings"
@@ -164,6 +165,23 @@ func globalNames() []string {
 
 // routeSuffixes returns the per-route variable names without their prefix.
 func routeSuffixes() []string { return varNames(&routeVars{}) }
+
+// AdminListen returns the admin listener's address as environ sets it (the
+// last setting wins, as in a process's environment), or its default when
+// unset or empty, and the variable's name. It is what `imsproxy health`
+// needs to find the listener without loading the rest of the
+// configuration, which is the server's business: a probe must not fail on
+// a setting that has nothing to do with reaching it.
+func AdminListen(environ []string) (addr, variable string) {
+	field, _ := reflect.TypeFor[globalVars]().FieldByName("AdminListen")
+	variable = prefix + field.Tag.Get("env")
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == variable {
+			addr = v
+		}
+	}
+	return cmp.Or(addr, field.Tag.Get("envDefault")), variable
+}
 
 // GlobalVariables lists the global variables imsproxy reads, e.g.
 // IMSPROXY_LOG_LEVEL.

@@ -14,10 +14,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// defaultAdminListen is IMSPROXY_ADMIN_LISTEN's default, as config has it.
-const defaultAdminListen = "127.0.0.1:9090"
+	"github.com/imsproxy/imsproxy/config"
+)
 
 // health asks the admin listener whether the proxy is ready (/readyz) or,
 // with -live, alive (/healthz): exit 0 on a 200, 1 otherwise, with the
@@ -26,9 +25,10 @@ const defaultAdminListen = "127.0.0.1:9090"
 // configuration is the server's business, and a probe runs with the
 // container's environment) and gives up within -timeout.
 func health(args, environ []string, stdout, stderr io.Writer) int {
+	defaultListen, variable := config.AdminListen(nil)
 	fs := newFlags("health", "usage: imsproxy health [-live] [-url URL] [-timeout 2s]\n\n"+
 		"Asks the running proxy's admin listener for /readyz (or /healthz with -live), as a container\n"+
-		"probe does. Without -url it reads IMSPROXY_ADMIN_LISTEN (default "+defaultAdminListen+") and, when\n"+
+		"probe does. Without -url it reads "+variable+" (default "+defaultListen+") and, when\n"+
 		"that is a wildcard address such as 0.0.0.0:9090, asks on loopback.\n"+
 		"Exit status: 0 the answer is 200, 1 anything else (the reason is on stderr), 2 usage.\n", stdout, stderr)
 	live := fs.Bool("live", false, "ask /healthz (the process serves) instead of /readyz (every route holds a valid token)")
@@ -57,7 +57,7 @@ func health(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		targets = []string{u.String()}
 	} else {
-		hosts, err := adminHosts(lookupEnv(environ, "IMSPROXY_ADMIN_LISTEN"))
+		hosts, err := adminHosts(config.AdminListen(environ))
 		if err != nil {
 			fmt.Fprintf(stderr, "imsproxy health: %v\n", err)
 			return 1
@@ -163,19 +163,17 @@ func notReady(body []byte) string {
 	return ": " + strings.Join(why, "; ")
 }
 
-// adminHosts returns where to reach an admin listener on listen
-// (IMSPROXY_ADMIN_LISTEN, "" for its default): the address itself, or
-// the loopback addresses when it listens on every interface.
-func adminHosts(listen string) ([]string, error) {
-	if listen == "" {
-		listen = defaultAdminListen
-	}
+// adminHosts returns where to reach an admin listener on listen, which
+// variable sets: the address itself, or the loopback addresses when it
+// listens on every interface.
+func adminHosts(listen, variable string) ([]string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil || port == "" {
-		return nil, fmt.Errorf("IMSPROXY_ADMIN_LISTEN=%s: must be host:port, e.g. %s", listen, defaultAdminListen)
+		defaultListen, _ := config.AdminListen(nil)
+		return nil, fmt.Errorf("%s=%s: must be host:port, e.g. %s", variable, listen, defaultListen)
 	}
 	if port == "0" {
-		return nil, fmt.Errorf("IMSPROXY_ADMIN_LISTEN=%s: port 0 picks a free port at start; pass the one it picked with -url", listen)
+		return nil, fmt.Errorf("%s=%s: port 0 picks a free port at start; pass the one it picked with -url", variable, listen)
 	}
 	ip := net.ParseIP(host)
 	switch {
@@ -185,15 +183,4 @@ func adminHosts(listen string) ([]string, error) {
 		return []string{net.JoinHostPort("::1", port), net.JoinHostPort("127.0.0.1", port)}, nil
 	}
 	return []string{net.JoinHostPort(host, port)}, nil
-}
-
-// lookupEnv returns the value of name in environ ("" when unset).
-func lookupEnv(environ []string, name string) string {
-	value := ""
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			value = v // the last one wins, as for the process environment
-		}
-	}
-	return value
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
@@ -30,7 +31,11 @@ func TestAdminHosts(t *testing.T) {
 		{"9090", nil, "IMSPROXY_ADMIN_LISTEN=9090: must be host:port"},
 		{"127.0.0.1:0", nil, "port 0 picks a free port at start; pass the one it picked with -url"},
 	} {
-		got, err := adminHosts(tc.listen)
+		var environ []string
+		if tc.listen != "" {
+			environ = []string{"IMSPROXY_ADMIN_LISTEN=" + tc.listen}
+		}
+		got, err := adminHosts(config.AdminListen(environ))
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("adminHosts(%q) = %v, %v; want an error saying %q", tc.listen, got, err, tc.wantErr)

@@ -407,6 +407,10 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 		{"typo of an enabled route's variable", with(oauthStock(), "IMSPROXY_STOK_CLIENT_ID", "x", "IMSPROXY_STCOK_TIMEOUT", "1s"), []string{
 			"IMSPROXY_STCOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)",
 			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)"}},
+		{"typo of a default route's variable, alone", map[string]string{"IMSPROXY_STOK_CLIENT_ID": "x", "IMSPROXY_STOK_CLIENT_SECRET": "y"}, []string{
+			"IMSPROXY_ROUTES: no route is configured: set IMSPROXY_STOCK_CLIENT_ID and IMSPROXY_STOCK_CLIENT_SECRET (Adobe Stock, OAuth server-to-server), or IMSPROXY_AEM_CREDENTIALS_FILE (AEM as a Cloud Service service credentials), or name your routes in IMSPROXY_ROUTES; `imsproxy sandbox` shows the proxy working without any credentials",
+			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)",
+			"IMSPROXY_STOK_CLIENT_SECRET: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"}},
 		{"typo of a variable of a route not enabled", with(oauthStock(), "IMSPROXY_BRAND_PORTAL_CLIENTID", "x", "IMSPROXY_BP_UPSTRAEM", "https://bp.example.com", "IMSPROXY_BP_FOO", "x"), []string{
 			"IMSPROXY_BP_FOO: unknown variable",
 			"IMSPROXY_BP_UPSTRAEM: unknown variable (did you mean IMSPROXY_BP_UPSTREAM?)",

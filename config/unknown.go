@@ -17,7 +17,14 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 	for _, g := range globalNames() {
 		known[g] = true
 	}
-	for _, n := range names {
+	// Without IMSPROXY_ROUTES, stock and aem are the routes a variable can
+	// configure, whether or not one of theirs is set yet: a lone
+	// IMSPROXY_STOK_CLIENT_ID is a typo of stock's.
+	candidates := names
+	if !routesSet {
+		candidates = append([]string{"stock", "aem"}, names...)
+	}
+	for _, n := range candidates {
 		for _, s := range routeSuffixes() {
 			known[routePrefix(n)+s] = true
 		}

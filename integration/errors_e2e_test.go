@@ -14,8 +14,9 @@ import (
 )
 
 // TestE2E_ProxyErrors: every error the proxy makes itself that
-// the binary can produce today, each with the §7 shape, and none of them
-// carrying a secret.
+// the binary can produce today, each in the one error shape (a JSON body
+// with error, message and route, and the X-Imsproxy-Error header), and
+// none of them carrying a secret.
 func TestE2E_ProxyErrors(t *testing.T) {
 	tests := []struct {
 		name string

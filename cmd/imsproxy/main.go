@@ -40,7 +40,7 @@ var commands = []command{
 	{"health", "exit 0 when the running proxy is ready (or, with -live, alive): a container probe", health},
 	{"sandbox", "run a built-in Adobe emulator and the proxy in front of it, and print what to try",
 		func(args, _ []string, stdout, stderr io.Writer) int { return sandbox(args, stdout, stderr) }},
-	{"version", "print the version, VCS revision and time, and Go version",
+	{"version", "print the version, VCS revision and time, and Go version (also -v, --version)",
 		func(args, _ []string, stdout, stderr io.Writer) int { return printVersion(args, stdout, stderr) }},
 }
 
@@ -96,7 +96,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stdout, usage())
 		return 0
-	case args[0] == "-version" || args[0] == "--version":
+	case args[0] == "-v" || args[0] == "-version" || args[0] == "--version":
 		name, args = "version", args[1:]
 	case strings.HasPrefix(args[0], "-"):
 		// Flags of the default command.

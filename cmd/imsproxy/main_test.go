@@ -20,6 +20,8 @@ func TestRun_Commands(t *testing.T) {
 		wantStderr string
 	}{
 		{"version", []string{"version"}, nil, 0, "imsproxy ", ""},
+		{"-v", []string{"-v"}, nil, 0, "imsproxy ", ""},
+		{"--version", []string{"--version"}, nil, 0, "imsproxy ", ""},
 		{"help", []string{"help"}, nil, 0, "usage: imsproxy", ""},
 		{"unknown command", []string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
 		{"no configuration", nil, nil, 2, "", "imsproxy sandbox"},

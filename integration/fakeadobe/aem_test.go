@@ -67,9 +67,10 @@ func TestAEM_Listings(t *testing.T) {
 	if _, err := jpeg.DecodeConfig(bytes.NewReader(img)); resp.StatusCode != 200 || err != nil {
 		t.Fatalf("binary: %d %v", resp.StatusCode, err)
 	}
-	for _, missing := range []string{"/api/assets/nothing.json", "/api/assets/wknd", "/content/dam/nothing.jpg"} {
-		if resp, _ := e.get(missing, h); resp.StatusCode != 404 {
-			t.Errorf("%s: %d, want 404", missing, resp.StatusCode)
+	for _, missing := range []string{"/api/assets/nothing.json", "/api/assets/wknd", "/content/dam/nothing.jpg",
+		"/nothing", "/api/nothing", "/api.json", "/libs/x"} {
+		if resp, _ := e.get(missing, h); resp.StatusCode != 404 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("%s: %d %s, want a JSON 404", missing, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	}
 }

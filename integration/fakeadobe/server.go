@@ -200,6 +200,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/content/graphql/", s.handleGraphQLEndpoint)
 	mux.HandleFunc("/content/cq:graphql/", s.handleGraphQLEndpoint)
 	mux.HandleFunc("/graphql/", s.handlePersistedQueries)
+	// Every other path: a JSON 404 as AEM's Sling answers it, not Go's
+	// plain-text one, which no Adobe service sends.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		slingResponse(w, http.StatusNotFound, r.URL.Path, "Not found")
+	})
 	if !s.opts.DisableControl {
 		s.controlRoutes(mux)
 	}

@@ -255,7 +255,7 @@ func rulePorts(t *testing.T, c corev1.Container, rule networkingv1.NetworkPolicy
 // TestKubernetes_RedisKeepsTheFleetState: the proxy's Redis URL, read from
 // a file of its Secret (IMSPROXY_REDIS_URL_FILE: the password stays out of
 // the environment), names the Redis Service and port; Redis refuses to
-// evict (noeviction: an evicted licence count would forget licences spent),
+// evict (noeviction: an evicted license count would forget licenses spent),
 // writes every change to an append-only file before answering, and keeps it
 // on a persistent volume.
 func TestKubernetes_RedisKeepsTheFleetState(t *testing.T) {
@@ -404,7 +404,7 @@ func redisService(t *testing.T, v *variant, env map[string]string, fileVar strin
 
 // TestKubernetes_SearchCacheHasARedisOfItsOwn: the search cache's answers,
 // many and short-lived, would fill the state's Redis, which refuses writes
-// when full, and with them every licence. IMSPROXY_REDIS_CACHE_URL_FILE
+// when full, and with them every license. IMSPROXY_REDIS_CACHE_URL_FILE
 // names another Redis, which evicts (allkeys-lru) and keeps nothing on
 // disk, behind the same password.
 func TestKubernetes_SearchCacheHasARedisOfItsOwn(t *testing.T) {

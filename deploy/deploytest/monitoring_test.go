@@ -80,11 +80,11 @@ func TestRules_ParseWithPrometheusParsers(t *testing.T) {
 type scrape map[string]*dto.MetricFamily
 
 // scrapeImsproxy starts the binary in front of the emulator with a stock
-// route (OAuth, licensing allowed up to a daily limit, so the licence
+// route (OAuth, licensing allowed up to a daily limit, so the license
 // budget is exported) and an aem route (JWT, so a certificate is
 // watched), in fleet mode with a real redis-server (so the Redis metrics
 // exist); it sends a search and
-// a licence so that the per-request series exist, and returns a scrape of
+// a license so that the per-request series exist, and returns a scrape of
 // /metrics.
 func scrapeImsproxy(t *testing.T) scrape {
 	t.Helper()
@@ -127,14 +127,14 @@ func scrapeImsproxy(t *testing.T) scrape {
 		t.Fatal(err)
 	}
 	req.Header.Set("X-Imsproxy-Allow-Editorial", "true") // whichever the first result is
-	licence, err := httpClient.Do(req)
+	license, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	licenceBody, _ := io.ReadAll(licence.Body)
-	licence.Body.Close()
-	if licence.StatusCode != http.StatusOK {
-		t.Fatalf("licence: %d %s, want 200", licence.StatusCode, licenceBody)
+	licenseBody, _ := io.ReadAll(license.Body)
+	license.Body.Close()
+	if license.StatusCode != http.StatusOK {
+		t.Fatalf("license: %d %s, want 200", license.StatusCode, licenseBody)
 	}
 	resp, err := httpClient.Get(p.adminURL() + "/metrics")
 	if err != nil {

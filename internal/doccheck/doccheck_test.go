@@ -131,3 +131,48 @@ func write(t *testing.T, root, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+// The repository spells the word one way, as Adobe's APIs do (License,
+// license_state): operators search the docs, alerts and logs for it.
+// The callers-file test spells it otherwise on purpose: a typo of a field.
+func TestRepository_OneSpellingOfLicense(t *testing.T) {
+	root := "../.."
+	skip := map[string]bool{".git": true, "node_modules": true, "testdata": true}
+	checked := 0
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if skip[d.Name()] {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		switch filepath.Ext(path) {
+		case ".go", ".md", ".yaml", ".yml", ".json", ".mjs", ".sh", "":
+		default:
+			return nil
+		}
+		if rel == "config/callers_test.go" || rel == "LICENSE" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		checked++
+		if i := strings.Index(strings.ToLower(string(b)), "licen"+"ce"); i >= 0 {
+			line := strings.Count(string(b[:i]), "\n") + 1
+			t.Errorf(`%s:%d: "licen`+`ce": the repository writes "license"`, rel, line)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Fatalf("only %d files checked: the walk missed the repository", checked)
+	}
+}

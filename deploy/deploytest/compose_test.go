@@ -20,6 +20,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // The compose files, relative to this module.
@@ -365,7 +366,7 @@ func TestCompose_RunsAsWired(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	emu := exec.CommandContext(ctx, bin.fakeadobe, args...)
-	var stderr syncBuffer
+	var stderr testutil.Buffer
 	emu.Stderr = &stderr
 	stdout, err := emu.StdoutPipe()
 	if err != nil {

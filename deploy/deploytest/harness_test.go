@@ -3,8 +3,6 @@ package deploytest
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/integration/fakeadobe"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 )
 
 // repoRoot is the product repository, two levels up from this module.
@@ -59,11 +58,6 @@ type emulator struct {
 	URL string
 }
 
-var (
-	keyOnce sync.Once
-	key     *rsa.PrivateKey
-)
-
 // startEmulator runs the Adobe emulator on 127.0.0.1 for the rest of the test.
 func startEmulator(t *testing.T) *emulator {
 	t.Helper()
@@ -80,13 +74,7 @@ func startEmulator(t *testing.T) *emulator {
 // share one RSA key (a fresh one takes a while).
 func (e *emulator) credentials(t *testing.T) *fakeadobe.Credentials {
 	t.Helper()
-	keyOnce.Do(func() {
-		var err error
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-	})
-	c, err := e.NewCredentials(fakeadobe.CredentialOptions{Key: key})
+	c, err := e.NewCredentials(fakeadobe.CredentialOptions{Key: testutil.RSA(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +84,7 @@ func (e *emulator) credentials(t *testing.T) *fakeadobe.Credentials {
 // proxyProcess is a running imsproxy.
 type proxyProcess struct {
 	env    map[string]string // what it was started with
-	stderr syncBuffer
+	stderr testutil.Buffer
 	exited chan struct{}
 
 	mu     sync.Mutex
@@ -274,24 +262,6 @@ func runWithEnv(env map[string]string, name string, args ...string) (int, string
 	return cmd.ProcessState.ExitCode(), out.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // closedAddr is a loopback address where nothing listens: a port bound and
 // closed again, so a connection is refused at once.
 func closedAddr(t *testing.T) string {
@@ -317,7 +287,7 @@ func startRedis(t *testing.T) string {
 	addr := closedAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -183,13 +183,7 @@ func (s *Server) route(name string) *routeState {
 // anything runs. Its error names the variable of the listener that could
 // not be bound.
 func (s *Server) Listen() error {
-	type listener struct{ v, addr string }
-	ls := make([]listener, 0, len(s.routes)+1)
-	for _, rs := range s.routes {
-		ls = append(ls, listener{rs.cfg.Var("LISTEN"), rs.cfg.Listen})
-	}
-	ls = append(ls, listener{"IMSPROXY_ADMIN_LISTEN", s.cfg.AdminListen})
-	for _, l := range ls {
+	for _, l := range listenAddrs(s.cfg) {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			s.closeListeners()
@@ -198,6 +192,39 @@ func (s *Server) Listen() error {
 		s.listeners = append(s.listeners, ln)
 	}
 	return nil
+}
+
+// listenAddr is an address the proxy listens on and the variable that
+// sets it.
+type listenAddr struct{ v, addr string }
+
+// listenAddrs lists cfg's listeners in the order Listen binds them: the
+// routes', then the admin listener.
+func listenAddrs(cfg *config.Config) []listenAddr {
+	ls := make([]listenAddr, 0, len(cfg.Routes)+1)
+	for i := range cfg.Routes {
+		ls = append(ls, listenAddr{cfg.Routes[i].Var("LISTEN"), cfg.Routes[i].Listen})
+	}
+	_, adminVar := config.AdminListen(nil)
+	return append(ls, listenAddr{adminVar, cfg.AdminListen})
+}
+
+// ProbeListeners binds each address cfg listens on and lets it go at once,
+// returning, for each that cannot be bound now, why (a port in use,
+// permission denied), naming its variable as Listen would. imsproxy check
+// reports them without failing: the port may be held by the very proxy
+// being checked.
+func ProbeListeners(cfg *config.Config) []error {
+	var errs []error
+	for _, l := range listenAddrs(cfg) {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			errs = append(errs, newListenError(l.v, l.addr, err))
+			continue
+		}
+		_ = ln.Close()
+	}
+	return errs
 }
 
 // newListenError says which variable's address could not be listened on,

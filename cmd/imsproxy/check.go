@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imsproxy/imsproxy/config"
+	"github.com/imsproxy/imsproxy/proxy"
 	"github.com/imsproxy/imsproxy/proxy/fleet"
 	"github.com/imsproxy/imsproxy/tokens"
 )
@@ -21,6 +22,10 @@ type checkReport struct {
 	Problems []checkProblem `json:"problems,omitempty"` // configuration problems (exit 2)
 	Routes   []routeCheck   `json:"routes"`
 	Redis    *redisCheck    `json:"redis,omitempty"` // fleet mode
+	// Warnings are what serve would meet here now without it being a
+	// configuration problem: a listener's port in use (perhaps by the
+	// very proxy being checked).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // redisCheck is the outcome of pinging the fleet's Redis and loading the
@@ -58,6 +63,7 @@ type routeCheck struct {
 func check(args, environ []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "usage: imsproxy check [-json] [-timeout 30s]\n\n"+
 		"Validates the configuration as serve does and obtains one token per route from IMS.\n"+
+		"A listener address that cannot be bound now (a port in use) is a warning.\n"+
 		"Exit status: 0 every route got a token, 1 a route did not, 2 invalid configuration.\n", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	timeout := fs.Duration("timeout", tokens.DefaultFetchTimeout, "bound on each route's token exchange")
@@ -72,6 +78,9 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	report := checkRoutes(context.Background(), cfg, *timeout, time.Now)
+	for _, err := range proxy.ProbeListeners(cfg) {
+		report.Warnings = append(report.Warnings, err.Error()+" (serve could not start here now, unless this is the proxy already running)")
+	}
 	if cfg.Redis != nil {
 		report.Redis = checkRedis(context.Background(), cfg.Redis)
 		report.OK = report.OK && report.Redis.OK
@@ -193,6 +202,9 @@ func printReport(w io.Writer, report checkReport) {
 		fmt.Fprintln(w, "redis (fleet mode): reachable, scripts loaded")
 	default:
 		fmt.Fprintf(w, "redis (fleet mode): FAILED %s\n", r.Error)
+	}
+	for _, warning := range report.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
 	}
 	redisFailed := report.Redis != nil && !report.Redis.OK
 	switch {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -306,5 +307,36 @@ func TestShortDuration(t *testing.T) {
 		if got := shortDuration(tt.d); got != tt.want {
 			t.Errorf("shortDuration(%v) = %q, want %q", tt.d, got, tt.want)
 		}
+	}
+}
+
+// A listener's port in use is what serve would fail on here and now, but
+// not a configuration problem (the port may be the checked proxy's own):
+// check says so in a warning naming the variable, and still exits 0.
+func TestCheck_WarnsAboutAPortInUse(t *testing.T) {
+	e := startEmulator(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = busy.Close() })
+	env := append(e.oauthEnv(e.credentials(t, fakeadobe.CredentialOptions{})),
+		"IMSPROXY_STOCK_LISTEN="+busy.Addr().String(), "IMSPROXY_ADMIN_LISTEN=127.0.0.1:0")
+
+	code, stdout, stderr := runCmd(t, env, "check")
+	want := "WARNING: IMSPROXY_STOCK_LISTEN " + busy.Addr().String() + " is in use: "
+	if code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("exit %d, want 0 and %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+	}
+	code, stdout, _ = runCmd(t, env, "check", "-json")
+	var report checkReport
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil || code != 0 || len(report.Warnings) != 1 ||
+		!strings.HasPrefix(report.Warnings[0], "IMSPROXY_STOCK_LISTEN ") {
+		t.Errorf("-json: exit %d, warnings %q (%v)", code, report.Warnings, err)
+	}
+
+	_ = busy.Close()
+	if _, stdout, _ := runCmd(t, env, "check"); strings.Contains(stdout, "WARNING") {
+		t.Errorf("a warning with the port free:\n%s", stdout)
 	}
 }

@@ -151,7 +151,7 @@ func TestRepository_OneSpellingOfLicense(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(root, path)
 		switch filepath.Ext(path) {
-		case ".go", ".md", ".yaml", ".yml", ".json", ".mjs", ".sh", "":
+		case ".go", ".md", ".yaml", ".yml", ".json", ".js", ".mjs", ".sh", "":
 		default:
 			return nil
 		}

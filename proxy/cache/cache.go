@@ -310,12 +310,14 @@ func (c *Cache) newEntry(key string, f *fetched, stored time.Time) *entry {
 			return nil
 		}
 	}
-	// The capture's buffer is kept when it wastes little (an answer of
-	// known length fills it); otherwise a copy of the body's own size. A
-	// copy of every stored answer doubled the garbage that many large
-	// answers in flight make, and with it the process's resident size.
+	// The capture's buffer is kept when the body fills it (an answer of
+	// declared length) or nearly; otherwise, grown by doubling, it may be
+	// up to half empty, and a copy of the body's own size (rounded to its
+	// size class) takes its place. A copy of every stored answer doubled
+	// the garbage that many large answers in flight make, and with it the
+	// process's resident size.
 	body := f.body
-	if cap(body)-len(body) > len(body)/16 {
+	if !f.fitted && cap(body)-len(body) > len(body)/16 {
 		body = slices.Grow([]byte(nil), len(body))
 		body = append(body, f.body...)
 	}

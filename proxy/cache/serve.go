@@ -170,6 +170,9 @@ type fetched struct {
 	stale   *entry // the shared level's expired entry, for stale-if-error
 	spilled bool   // over 1 MiB: streamed to the leader's caller alone
 	aborted bool   // no whole answer: the upstream broke off or the fetch ran out of time
+	// fitted: body fills a buffer allocated for its declared length, which
+	// an entry keeps as it is (a copy would be no smaller).
+	fitted bool
 	// pin counts body, an answer shared with waiters without being
 	// stored, toward the Limiter while they write it; nil: not counted.
 	pin *pin
@@ -244,7 +247,7 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 	}
 	// Read after the lookup, which learns it, and before the fetch.
 	sharedGen := c.sharedGeneration()
-	capt := &capture{header: make(http.Header), leader: w, lim: c.limiter}
+	capt := &capture{header: make(http.Header), leader: w, lim: c.limiter, declared: -1}
 	defer capt.release() // what was not handed on with the answer
 	f = &fetched{aborted: true, stale: stale}
 	defer func() {
@@ -264,6 +267,7 @@ func (s *stage) fetch(w http.ResponseWriter, r *http.Request, key string) (f *fe
 		status = http.StatusOK // nothing written: an empty 200
 	}
 	*f = fetched{status: status, header: capt.header, body: capt.body, spilled: capt.spilled,
+		fitted: capt.declared >= 0 && len(capt.body) == capt.declared,
 		// the fetch's own deadline passed before an answer came
 		aborted: status == route.StatusClientClosed, stale: stale}
 	if e := c.newEntry(key, f, c.now()); e != nil {
@@ -294,6 +298,7 @@ type capture struct {
 
 	lim      Limiter // nil: none
 	reserved int     // bytes of body reserved from lim
+	declared int     // the Content-Length body's buffer was allocated for; -1: none
 }
 
 func (c *capture) Header() http.Header {
@@ -313,6 +318,7 @@ func (c *capture) WriteHeader(code int) {
 			c.spill()
 		} else {
 			c.body = slices.Grow(c.body, int(n))
+			c.declared = int(n)
 			c.chargeRounding()
 		}
 	}
@@ -339,14 +345,19 @@ func (c *capture) grow(need int) bool {
 	if !c.reserve(size - c.reserved) {
 		return false
 	}
-	c.body = slices.Grow(c.body, size-len(c.body))
+	// A new buffer of exactly size (rounded to its size class): growing
+	// the old one with append's own rule would overshoot it.
+	body := append(slices.Grow([]byte(nil), size), c.body...)
+	c.body = body
+	c.declared = -1
 	c.chargeRounding()
 	return true
 }
 
 // chargeRounding counts what the allocator added to the body's buffer
-// beyond what was reserved (its size class), so that the reservation is
-// what the buffer occupies and an entry can keep the buffer as it is.
+// beyond what was reserved (the rest of its size class), so that the
+// reservation is what the buffer occupies and an entry can keep the
+// buffer as it is.
 func (c *capture) chargeRounding() {
 	if extra := cap(c.body) - c.reserved; c.lim != nil && extra > 0 {
 		c.lim.Charge(extra)

@@ -411,6 +411,10 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_ROUTES: no route is configured: set IMSPROXY_STOCK_CLIENT_ID and IMSPROXY_STOCK_CLIENT_SECRET (Adobe Stock, OAuth server-to-server), or IMSPROXY_AEM_CREDENTIALS_FILE (AEM as a Cloud Service service credentials), or name your routes in IMSPROXY_ROUTES; `imsproxy sandbox` shows the proxy working without any credentials",
 			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)",
 			"IMSPROXY_STOK_CLIENT_SECRET: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"}},
+		{"typo of a route's name in IMSPROXY_ROUTES: one line naming it", with(oauthStock(), "IMSPROXY_ROUTES", "stok"), []string{
+			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, but 3 of route stock's are (IMSPROXY_STOCK_*): did you mean stock?"}},
+		{"typo of a variable of a route listed in IMSPROXY_ROUTES", with(with(oauthStock(), "IMSPROXY_ROUTES", "stock"), "IMSPROXY_STOK_TIMEOUT", "1s"), []string{
+			"IMSPROXY_STOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)"}},
 		{"typo of a variable of a route not enabled", with(oauthStock(), "IMSPROXY_BRAND_PORTAL_CLIENTID", "x", "IMSPROXY_BP_UPSTRAEM", "https://bp.example.com", "IMSPROXY_BP_FOO", "x"), []string{
 			"IMSPROXY_BP_FOO: unknown variable",
 			"IMSPROXY_BP_UPSTRAEM: unknown variable (did you mean IMSPROXY_BP_UPSTREAM?)",

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -29,12 +30,17 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			known[routePrefix(n)+s] = true
 		}
 	}
+	misnamed := l.misnamedRoutes(names, routesSet)
 	disabled := map[string][]string{} // route not enabled → its variables that are set
 	for k := range l.env {
 		if known[k] {
 			continue
 		}
 		route := routeOf(k)
+		if misnamed[route] != "" {
+			disabled[route] = append(disabled[route], k)
+			continue
+		}
 		s := closest(k, known)
 		if route == "" && s == "" {
 			s = closestOfAnyRoute(k)
@@ -50,6 +56,14 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 		disabled[route] = append(disabled[route], k)
 	}
 	for route, vars := range disabled {
+		if listed := misnamed[route]; listed != "" {
+			// The listed route's own problems (no credentials, no
+			// upstream) all come from the typo: the one line says it.
+			*ps = slices.DeleteFunc(*ps, func(p Problem) bool { return routeOf(p.Var) == listed })
+			ps.add(prefix+"ROUTES", "lists route %s, none of whose variables is set, but %d of route %s's are (%s*): did you mean %s?",
+				listed, len(vars), route, routePrefix(route), route)
+			continue
+		}
 		how := "add " + route + " to IMSPROXY_ROUTES"
 		if !routesSet {
 			how = "IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it"
@@ -61,6 +75,43 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 		ps.add(prefix+"ROUTES", "route %s is not enabled, but %d of its variables are set (%s*): %s, or unset them",
 			route, len(vars), routePrefix(route), how)
 	}
+}
+
+// misnamedRoutes finds the routes IMSPROXY_ROUTES most likely meant to
+// name: a route it lists has no variable set, while a route of a name at
+// most two edits away, not listed, has some (IMSPROXY_ROUTES=stok beside
+// IMSPROXY_STOCK_*). The map goes from the route whose variables are set
+// to the name listed. Without it, each of that route's variables would be
+// told to take the misspelt name.
+func (l *loader) misnamedRoutes(names []string, routesSet bool) map[string]string {
+	misnamed := map[string]string{}
+	if !routesSet {
+		return misnamed
+	}
+	set := map[string]bool{} // routes with a variable set
+	for k := range l.env {
+		if r := routeOf(k); r != "" {
+			set[r] = true
+		}
+	}
+	for _, listed := range names {
+		if set[listed] {
+			continue
+		}
+		best, bestD := "", 3
+		for r := range set {
+			if slices.Contains(names, r) {
+				continue
+			}
+			if d := editDistance(r, listed); d < bestD || (d == bestD && r < best) {
+				best, bestD = r, d
+			}
+		}
+		if best != "" {
+			misnamed[best] = listed
+		}
+	}
+	return misnamed
 }
 
 // routeOf returns the route name of a well-formed per-route variable, taking

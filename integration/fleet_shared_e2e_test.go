@@ -98,6 +98,18 @@ func TestE2E_Fleet_OneTokenExchangeForThreeReplicasAndOneRefreshAfterARevocation
 	if n := len(front.issuedTokens()); n != 1 {
 		t.Fatalf("%d token exchanges for three replicas, want 1", n)
 	}
+	// The metrics tell the same: one replica exchanged, the others read
+	// its token from Redis.
+	const exchanged = `imsproxy_token_exchanges_total{auth="oauth",error="",outcome="success",route="stock"}`
+	const shared = `imsproxy_token_exchanges_total{auth="oauth",error="",outcome="shared",route="stock"}`
+	var exchanges, reads float64
+	for _, p := range ps {
+		exchanges += max(p.metricValue(exchanged), 0)
+		reads += max(p.metricValue(shared), 0)
+	}
+	if exchanges != 1 || reads != 2 {
+		t.Errorf("the replicas' metrics count %v exchanges and %v reads of the fleet's token, want 1 and 2", exchanges, reads)
+	}
 	token := front.issuedTokens()[0]
 	rdb := redisClient(t, srv)
 	keys, _ := rdb.Keys(context.Background(), "*").Result()

@@ -378,7 +378,11 @@ func (m *Manager) report(e Exchange) {
 		if !e.Token.Expiry.IsZero() {
 			expiresIn = e.Token.Expiry.Sub(m.now()).Round(time.Second)
 		}
-		m.log.Info("token obtained", "route", m.route, "auth", m.opts.Kind, "duration", e.Duration, "expires_in", expiresIn)
+		msg := "token obtained"
+		if e.Token.FromFleet {
+			msg = "token obtained from the fleet (another replica exchanged it)"
+		}
+		m.log.Info(msg, "route", m.route, "auth", m.opts.Kind, "duration", e.Duration, "expires_in", expiresIn)
 	}
 	if m.opts.OnExchange != nil {
 		m.opts.OnExchange(e)

@@ -247,5 +247,6 @@ func (s *SharedSource) load(ctx context.Context) (*Token, error) {
 	if json.Unmarshal(plain, &st) != nil || st.Value == "" {
 		return nil, nil
 	}
-	return &Token{Value: st.Value, Expiry: time.UnixMilli(st.Expiry), Obtained: time.UnixMilli(st.Obtained), ClientID: st.ClientID}, nil
+	return &Token{Value: st.Value, Expiry: time.UnixMilli(st.Expiry), Obtained: time.UnixMilli(st.Obtained), ClientID: st.ClientID,
+		FromFleet: true}, nil
 }

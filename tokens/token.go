@@ -23,6 +23,10 @@ type Token struct {
 	// with the token so that a credentials reload that changes the client
 	// can never pair a token with the other client's key.
 	ClientID string
+	// FromFleet is set on a token read from the fleet's shared store
+	// (SHARE_TOKEN): another replica made the exchange, so this replica's
+	// metrics and log must not count one.
+	FromFleet bool
 }
 
 // String implements fmt.Stringer without revealing the token.

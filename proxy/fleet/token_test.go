@@ -44,6 +44,7 @@ func TestSharedToken_OneExchangeForThreeReplicasAndNoTokenBytesInRedis(t *testin
 	ms := sharedManagers(t, srv, src, 3)
 	var wg sync.WaitGroup
 	values := make([]string, len(ms))
+	var fromFleet atomic.Int64
 	for i, m := range ms {
 		wg.Go(func() {
 			tok, err := m.Token(context.Background())
@@ -51,11 +52,17 @@ func TestSharedToken_OneExchangeForThreeReplicasAndNoTokenBytesInRedis(t *testin
 				t.Error(err)
 			}
 			values[i] = tok.Value
+			if tok.FromFleet {
+				fromFleet.Add(1)
+			}
 		})
 	}
 	wg.Wait()
 	if n := src.n.Load(); n != 1 {
 		t.Errorf("%d exchanges for three replicas, want 1", n)
+	}
+	if n := fromFleet.Load(); n != 2 {
+		t.Errorf("%d replicas say their token came from the fleet, want the 2 that did not exchange", n)
 	}
 	if values[0] != values[1] || values[1] != values[2] {
 		t.Errorf("the replicas hold different tokens")

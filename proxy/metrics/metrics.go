@@ -56,7 +56,7 @@ func New() *Metrics {
 		}, []string{"route"}),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imsproxy_token_exchanges_total",
-			Help: "Token exchanges with IMS, by route, auth kind, outcome and IMS error code.",
+			Help: "Token exchanges with IMS, by route, auth kind, outcome and IMS error code; outcome shared is a token another replica exchanged, read from Redis.",
 		}, []string{"route", "auth", "outcome", "error"}),
 		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imsproxy_cache_hits_total",
@@ -145,10 +145,16 @@ func (m *Metrics) UpstreamObserver(route string) func(time.Duration) {
 }
 
 // ObserveExchange records one token exchange (tokens.Options.OnExchange).
+// A token read from the fleet's store is outcome "shared": another
+// replica's exchange, which summing "success" over the fleet must not
+// count twice.
 func (m *Metrics) ObserveExchange(e tokens.Exchange) {
 	outcome, code := "success", ""
-	if e.Err != nil {
+	switch {
+	case e.Err != nil:
 		outcome, code = "failure", tokens.ErrorCode(e.Err)
+	case e.Token.FromFleet:
+		outcome = "shared"
 	}
 	m.exchanges.WithLabelValues(e.Route, e.Kind, outcome, code).Inc()
 }

@@ -112,7 +112,7 @@ func (s *credentialSource) load() (Credentials, string, []string, Problems) {
 	c.ClientSecret = Secret(first(s.clientSecret(&ps), sc.ClientSecret))
 	c.OrgID = first(vs.OrgID, payload.Iss, sc.OrgID)
 	c.TechnicalAccountID = first(vs.TechnicalAccountID, payload.Sub, sc.TechnicalAccountID)
-	c.Scopes = splitList(vs.Scopes)
+	c.Scopes = splitScopes(vs.Scopes)
 	c.Metascopes = s.metascopes(&ps, payload, sc)
 
 	// A payload carries iss and sub into the JWT as they are; a variable

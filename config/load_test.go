@@ -125,6 +125,17 @@ func TestLoad_StockOptions(t *testing.T) {
 	}
 }
 
+// Scopes copied as OAuth writes them, with spaces, are as good as Adobe's
+// commas: as one scope "openid AdobeID", IMS refused them as invalid_scope.
+func TestLoad_ScopesSeparatedBySpaces(t *testing.T) {
+	for _, v := range []string{"openid AdobeID read_organizations", "openid,\tAdobeID\n read_organizations"} {
+		r := mustLoad(t, with(oauthStock(), "IMSPROXY_STOCK_SCOPES", v)).Routes[0]
+		if want := []string{"openid", "AdobeID", "read_organizations"}; !reflect.DeepEqual(r.Credentials.Scopes, want) {
+			t.Errorf("SCOPES=%q: scopes %q, want %q", v, r.Credentials.Scopes, want)
+		}
+	}
+}
+
 func TestLoad_ProductDefaultFollowsVersion(t *testing.T) {
 	cfg, err := load(environ(oauthStock()), func() time.Time { return testNow }, "1.2.3")
 	if err != nil {

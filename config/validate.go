@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // routeNameRE is what a route name may look like once lower-cased: it
@@ -27,6 +28,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// splitScopes splits a list of OAuth scopes on commas, as Adobe writes
+// them, and on white space, as OAuth's own scope parameter does: no scope
+// name contains either.
+func splitScopes(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // parseHTTPURL parses an absolute http or https URL. The message does not

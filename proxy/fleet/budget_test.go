@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/redistest"
 	"github.com/imsproxy/imsproxy/internal/testutil"
 	"github.com/imsproxy/imsproxy/proxy/audit"
@@ -223,5 +225,41 @@ func TestBudget_AnEarlierReservationsRequestIDIsNotReadAsARecord(t *testing.T) {
 	_ = json.Unmarshal([]byte(msgs[0].Values["record"].(string)), &rec)
 	if rec["request_id"] != forged || rec["caller"] != nil || rec["content_id"] != nil || rec["reason"] != "lease_expired" {
 		t.Errorf("the earlier reservation's record: %v", rec)
+	}
+}
+
+// A Redis that answers with an error (here OOM at maxmemory) was reached:
+// the warning says it refused, not that it is unreachable, which would
+// send the operator to the network instead of Redis's memory.
+func TestClient_ARefusingRedisIsNotCalledUnreachable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(*redistest.Server, *redis.Client)
+		want  string
+	}{
+		{"full", func(_ *redistest.Server, rdb *redis.Client) {
+			rdb.ConfigSet(context.Background(), "maxmemory-policy", "noeviction")
+			rdb.ConfigSet(context.Background(), "maxmemory", "1")
+		}, "Redis refused an operation: "},
+		{"gone", func(srv *redistest.Server, _ *redis.Client) { srv.Kill() }, "Redis unreachable: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			logs := &testutil.Buffer{}
+			c, err := New(&config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond},
+				slog.New(slog.NewTextHandler(logs, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			b := c.Route(stockRoute("client")).Budget(5, time.Minute)
+			tc.spoil(srv, inspect(t, srv))
+			if _, err := b.Reserve(context.Background(), audit.Record{}); err == nil {
+				t.Fatal("Reserve succeeded")
+			}
+			if !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("log %q, want %q", logs, tc.want)
+			}
+		})
 	}
 }

@@ -198,7 +198,14 @@ func (c *Client) fail(op string, err error) {
 	msg := op + ": " + err.Error()
 	c.lastErr.Store(&msg)
 	if c.up.Swap(false) {
-		c.log.Warn("Redis unreachable: licenses are refused, searches use the local cache alone, shared tokens are fetched by each replica",
+		// An error reply (OOM at maxmemory, READONLY on a replica, NOPERM)
+		// means Redis was reached and refused: what to fix differs.
+		what := "Redis unreachable"
+		var reply redis.Error
+		if errors.As(err, &reply) {
+			what = "Redis refused an operation"
+		}
+		c.log.Warn(what+": licenses are refused, searches use the local cache alone, shared tokens are fetched by each replica",
 			"op", op, "error", err)
 	}
 }

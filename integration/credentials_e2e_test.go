@@ -459,7 +459,7 @@ func TestE2E_CheckAgainstGoodAndMisconfiguredIMS(t *testing.T) {
 			return a.RegisterClient(cl)
 		}, 1, []string{
 			"): FAILED invalid_scope: The metascopes in the JWT are not a subset of the metascopes in the binding.\n",
-			"  hint: the requested scopes are not those bound to this client",
+			"  hint: the metascopes in the JWT are not those bound to this client: check METASCOPES",
 		}},
 	}
 	for _, tt := range tests {

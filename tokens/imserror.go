@@ -72,8 +72,8 @@ var ims = map[string]struct {
 	// A jti is fresh for every exchange, so a "reused jti" is a fluke or a
 	// replay that a new JWT cures.
 	"invalid_jti": {hint: "IMS rejected the JWT's jti (missing or already used); a new JWT is sent on retry"},
-	"invalid_scope": {hint: "the requested scopes are not those bound to this client: " +
-		"check METASCOPES (JWT) or SCOPES (OAuth) against the credential in the Adobe Developer Console"},
+	"invalid_scope": {hint: "the metascopes in the JWT are not those bound to this client: " +
+		"check METASCOPES (or JWT_PAYLOAD) against the credential in the Adobe Developer Console"},
 	"bad_request": {hint: "IMS decoded the JWT but found sub, iss, exp or jti badly formatted: " +
 		"check ORG_ID (…@AdobeOrg) and TECHNICAL_ACCOUNT_ID (…@techacct.adobe.com), or JWT_PAYLOAD"},
 	"invalid_request":         {hint: "IMS found the token request malformed or missing a field: check CLIENT_ID, CLIENT_SECRET and SCOPES"},
@@ -97,8 +97,15 @@ func (e *IMSError) Hint() string {
 			return "the client id and client secret do not match (was the secret rotated?), " +
 				"or the client lacks the exchange_jwt scope (ask Adobe support)"
 		}
+		if !e.JWTExchange {
+			return "IMS does not know this client id: check CLIENT_ID and IMS_URL (production vs stage)"
+		}
 		return "IMS does not know this client id, or the JWT's aud names another client or another IMS environment: " +
 			"check CLIENT_ID and IMS_URL (production vs stage)"
+	}
+	if e.Code == "invalid_scope" && !e.JWTExchange {
+		return "the requested scopes are not those bound to this client: " +
+			"check SCOPES (comma-separated) against the OAuth server-to-server credential in the Adobe Developer Console"
 	}
 	if c, ok := ims[e.Code]; ok {
 		return c.hint

@@ -188,3 +188,34 @@ func TestIMSError_InvalidClientHintDependsOnExchange(t *testing.T) {
 		}
 	}
 }
+
+// The hints of invalid_client (not 401) and invalid_scope name what the
+// route's kind of credential has: an OAuth route has no JWT, no aud and no
+// metascopes.
+func TestIMSError_ScopeAndUnknownClientHintsFollowTheCredential(t *testing.T) {
+	for _, tc := range []struct {
+		body, jwtWants, oauthWants, oauthLacks string
+	}{
+		{`{"error":"invalid_scope","error_description":"invalid scope"}`, "check METASCOPES", "check SCOPES", "METASCOPES"},
+		{`{"error":"invalid_client","error_description":"unknown client"}`, "the JWT's aud", "check CLIENT_ID", "JWT"},
+	} {
+		ims := newFakeIMS(t, 400, tc.body)
+		for _, src := range []struct {
+			name        string
+			src         Source
+			want, lacks string
+		}{
+			{"jwt", testJWTSource(ims.URL), tc.jwtWants, ""},
+			{"oauth", testOAuthSource(ims.URL), tc.oauthWants, tc.oauthLacks},
+		} {
+			_, err := src.src.Fetch(context.Background())
+			var ie *IMSError
+			if !errors.As(err, &ie) {
+				t.Fatalf("%s: %v, want an *IMSError", src.name, err)
+			}
+			if h := ie.Hint(); !strings.Contains(h, src.want) || (src.lacks != "" && strings.Contains(h, src.lacks)) {
+				t.Errorf("%s %s: hint %q, want %q without %q", src.name, ie.Code, h, src.want, src.lacks)
+			}
+		}
+	}
+}

@@ -152,7 +152,7 @@ func TestCheck_ReportsTheIMSErrorAndHint(t *testing.T) {
 		}},
 		{"metascope outside the binding", e.jwtEnv(t, c, "IMSPROXY_AEM_METASCOPES=ent_brand_portal_sdk"), []string{
 			"FAILED invalid_scope: The metascopes in the JWT are not a subset of the metascopes in the binding.",
-			"hint: the requested scopes are not those bound to this client",
+			"hint: the metascopes in the JWT are not those bound to this client: check METASCOPES",
 		}},
 	}
 	for _, tt := range tests {

@@ -40,7 +40,7 @@ func TestToken_Failures(t *testing.T) {
 		{"no route named among several", two, []string{"token"}, 2, []string{"name the route: one of stock, aem"}},
 		{"route without a token", two, []string{"token", "aem"}, 1, []string{"route aem has AUTH=none"}},
 		{"IMS refuses", replaceVar(e.oauthEnv(c), "IMSPROXY_STOCK_SCOPES", "openid,not_granted"), []string{"token", "stock"}, 1,
-			[]string{"route stock: invalid_scope: invalid scope (not_granted)", "hint: the requested scopes are not those bound"}},
+			[]string{"route stock: invalid_scope: invalid scope (not_granted)", "hint: the requested scopes are not those bound to this client: check SCOPES"}},
 		{"invalid configuration", []string{"IMSPROXY_STOCK_CLIENT_ID=x"}, []string{"token", "stock"}, 2,
 			[]string{"IMSPROXY_STOCK_CLIENT_SECRET"}},
 		{"two routes at once", e.oauthEnv(c), []string{"token", "stock", "aem"}, 2, []string{"one route at a time"}},

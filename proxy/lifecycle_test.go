@@ -151,6 +151,36 @@ func TestServer_ListenNamesTheVariableOfAPortInUse(t *testing.T) {
 	}
 }
 
+// Every port in use is named at once, one line each: told of one, fixed,
+// then told of the next was how an operator met them.
+func TestServer_ListenNamesEveryPortInUseAtOnce(t *testing.T) {
+	var busy [2]net.Listener
+	for i := range busy {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		busy[i] = l
+	}
+	rc := testroute.Stock(t, "http://127.0.0.1:1")
+	rc.Auth, rc.Listen = config.AuthNone, busy[0].Addr().String()
+	srv, err := New(&config.Config{AdminListen: busy[1].Addr().String(), Routes: []config.Route{*rc}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Listen()
+	if err == nil {
+		_ = srv.Close()
+		t.Fatal("Listen succeeded")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "IMSPROXY_STOCK_LISTEN "+busy[0].Addr().String()+" is in use") ||
+		!strings.HasPrefix(lines[1], "IMSPROXY_ADMIN_LISTEN "+busy[1].Addr().String()+" is in use") {
+		t.Errorf("Listen = %q, want a line for each of the two ports", err)
+	}
+}
+
 // A route listening off loopback is a warning at start, naming the route
 // and the address, with a callers file or without.
 func TestServer_WarnsAboutARouteOffLoopback(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"strings"
 	"syscall"
 
 	"github.com/imsproxy/imsproxy/config"
@@ -97,9 +98,11 @@ func start(environ []string, stderr io.Writer) (*proxy.Server, *config.Config, *
 		fmt.Fprintf(stderr, "imsproxy: cannot start: %v\n", err)
 		return nil, nil, nil, 1
 	}
-	if err := srv.Listen(); err != nil { // names the variable: IMSPROXY_STOCK_LISTEN 127.0.0.1:8080 is in use...
+	if err := srv.Listen(); err != nil { // names the variables: IMSPROXY_STOCK_LISTEN 127.0.0.1:8080 is in use...
 		_ = srv.Close()
-		fmt.Fprintf(stderr, "imsproxy: %v\n", err)
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "imsproxy: %s\n", line)
+		}
 		return nil, nil, nil, 1
 	}
 	return srv, cfg, log, 0

@@ -315,6 +315,11 @@ func (m *Manager) refresh() (any, error) {
 	if err == nil {
 		err = m.checkFresh(tok)
 	}
+	if err != nil && life.Err() != nil {
+		// The proxy is stopping and cut the exchange off: not a failure of
+		// IMS, to be neither logged as one nor counted.
+		return Token{}, &UnavailableError{Route: m.route, Err: err}
+	}
 	m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(now), Token: tok})
 
 	m.mu.Lock()

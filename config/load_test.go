@@ -424,6 +424,11 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_STOK_CLIENT_SECRET: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"}},
 		{"typo of a route's name in IMSPROXY_ROUTES: one line naming it", with(oauthStock(), "IMSPROXY_ROUTES", "stok"), []string{
 			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, but 3 of route stock's are (IMSPROXY_STOCK_*): did you mean stock?"}},
+		{"one variable of a near name beside a listed route is the typo", with(oauthStock(), "IMSPROXY_ROUTES", "stock,aem",
+			"IMSPROXY_AEN_UPSTREAM", "https://author-p1-e2.adobeaemcloud.com"), []string{
+			"IMSPROXY_AEM_AUTH: no credentials for route aem: set IMSPROXY_AEM_CLIENT_ID and IMSPROXY_AEM_CLIENT_SECRET or IMSPROXY_AEM_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_AEM_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_AEM_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_AEM_ACCESS_TOKEN (a fixed token), or IMSPROXY_AEM_AUTH=none",
+			"IMSPROXY_AEM_UPSTREAM: required for this aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com",
+			"IMSPROXY_AEN_UPSTREAM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"}},
 		{"typo of a variable of a route listed in IMSPROXY_ROUTES", with(with(oauthStock(), "IMSPROXY_ROUTES", "stock"), "IMSPROXY_STOK_TIMEOUT", "1s"), []string{
 			"IMSPROXY_STOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)"}},
 		{"typo of a variable of a route not enabled", with(oauthStock(), "IMSPROXY_BRAND_PORTAL_CLIENTID", "x", "IMSPROXY_BP_UPSTRAEM", "https://bp.example.com", "IMSPROXY_BP_FOO", "x"), []string{

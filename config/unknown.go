@@ -79,36 +79,40 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 
 // misnamedRoutes finds the routes IMSPROXY_ROUTES most likely meant to
 // name: a route it lists has no variable set, while a route of a name at
-// most two edits away, not listed, has some (IMSPROXY_ROUTES=stok beside
-// IMSPROXY_STOCK_*). The map goes from the route whose variables are set
-// to the name listed. Without it, each of that route's variables would be
-// told to take the misspelt name.
+// most two edits away, not listed, has several (IMSPROXY_ROUTES=stok
+// beside IMSPROXY_STOCK_*). The map goes from the route whose variables
+// are set to the name listed. Without it, each of that route's variables
+// would be told to take the misspelt name. A single variable of a near
+// name is more likely the typo itself (IMSPROXY_AEN_UPSTREAM beside route
+// aem), and is told so variable by variable.
 func (l *loader) misnamedRoutes(names []string, routesSet bool) map[string]string {
 	misnamed := map[string]string{}
 	if !routesSet {
 		return misnamed
 	}
-	set := map[string]bool{} // routes with a variable set
+	globals := globalNames()
+	set := map[string]int{} // route → how many of its variables are set
 	for k := range l.env {
-		if r := routeOf(k); r != "" {
-			set[r] = true
+		if r := routeOf(k); r != "" && !slices.Contains(globals, k) {
+			set[r]++
 		}
 	}
+	closestTo := map[string]int{} // route → edits from the name listed for it
 	for _, listed := range names {
-		if set[listed] {
+		if set[listed] > 0 {
 			continue
 		}
 		best, bestD := "", 3
-		for r := range set {
-			if slices.Contains(names, r) {
+		for r, n := range set {
+			if n < 2 || slices.Contains(names, r) {
 				continue
 			}
 			if d := editDistance(r, listed); d < bestD || (d == bestD && r < best) {
 				best, bestD = r, d
 			}
 		}
-		if best != "" {
-			misnamed[best] = listed
+		if d, taken := closestTo[best]; best != "" && (!taken || bestD < d) {
+			misnamed[best], closestTo[best] = listed, bestD
 		}
 	}
 	return misnamed

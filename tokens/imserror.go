@@ -105,7 +105,7 @@ func (e *IMSError) Hint() string {
 	}
 	if e.Code == "invalid_scope" && !e.JWTExchange {
 		return "the requested scopes are not those bound to this client: " +
-			"check SCOPES (comma-separated) against the OAuth server-to-server credential in the Adobe Developer Console"
+			"check SCOPES against the OAuth server-to-server credential in the Adobe Developer Console"
 	}
 	if c, ok := ims[e.Code]; ok {
 		return c.hint

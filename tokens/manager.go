@@ -385,7 +385,7 @@ func (m *Manager) report(e Exchange) {
 		}
 		msg := "token obtained"
 		if e.Token.FromFleet {
-			msg = "token obtained from the fleet (another replica exchanged it)"
+			msg = "token obtained from the fleet's store in Redis"
 		}
 		m.log.Info(msg, "route", m.route, "auth", m.opts.Kind, "duration", e.Duration, "expires_in", expiresIn)
 	}

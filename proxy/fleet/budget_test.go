@@ -263,3 +263,27 @@ func TestClient_ARefusingRedisIsNotCalledUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// At maxmemory the search cache's stores fail first; its warning says
+// Redis refused too.
+func TestLevel2_AStoreIntoAFullRedisIsARefusal(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	logs := &testutil.Buffer{}
+	c, err := New(&config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond},
+		slog.New(slog.NewTextHandler(logs, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	l := c.Route(stockRoute("client")).Level2(func(string) {})
+	_ = l.Get(context.Background(), "search") // reads the generation
+	rdb := inspect(t, srv)
+	rdb.ConfigSet(context.Background(), "maxmemory-policy", "noeviction")
+	rdb.ConfigSet(context.Background(), "maxmemory", "1")
+	stored := make(chan struct{})
+	l.Set(l.Generation(), "search", []byte("answer"), time.Minute, func() { close(stored) })
+	<-stored
+	if want := "the search cache's Redis refused an operation: "; !strings.Contains(logs.String(), want) {
+		t.Errorf("log %q, want %q", logs, want)
+	}
+}

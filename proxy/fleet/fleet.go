@@ -198,16 +198,22 @@ func (c *Client) fail(op string, err error) {
 	msg := op + ": " + err.Error()
 	c.lastErr.Store(&msg)
 	if c.up.Swap(false) {
-		// An error reply (OOM at maxmemory, READONLY on a replica, NOPERM)
-		// means Redis was reached and refused: what to fix differs.
 		what := "Redis unreachable"
-		var reply redis.Error
-		if errors.As(err, &reply) {
+		if refused(err) {
 			what = "Redis refused an operation"
 		}
 		c.log.Warn(what+": licenses are refused, searches use the local cache alone, shared tokens are fetched by each replica",
 			"op", op, "error", err)
 	}
+}
+
+// refused reports whether err is Redis's own error reply (OOM at
+// maxmemory, READONLY on a replica, NOPERM): Redis was reached and said
+// no, which sends the operator to Redis rather than to the network.
+// redis.Nil, an absent key, is a reply too but no refusal.
+func refused(err error) bool {
+	var reply redis.Error
+	return errors.As(err, &reply) && !errors.Is(err, redis.Nil)
 }
 
 // ok records a successful operation.
@@ -230,7 +236,11 @@ func (c *Client) failCache(op string, err error) {
 	msg := "cache " + op + ": " + err.Error()
 	c.lastErr.Store(&msg)
 	if c.cacheUp.Swap(false) {
-		c.log.Warn("the search cache's Redis did not answer: searches use the local cache alone until it answers a ping", "op", op, "error", err)
+		what := "the search cache's Redis did not answer"
+		if refused(err) {
+			what = "the search cache's Redis refused an operation"
+		}
+		c.log.Warn(what+": searches use the local cache alone until it answers a ping", "op", op, "error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -148,16 +149,18 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // search cache.
 func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("route")
+	// An error's route is the one asked about, or the admin listener's.
+	errRoute := cmp.Or(name, "admin")
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.adminError(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed,
-			"Use POST /cache/purge?route=NAME to empty the search cache of route NAME.", name)
+			"Use POST /cache/purge?route=NAME to empty the search cache of route NAME.", errRoute)
 		return
 	}
 	if s.adminToken != nil && !s.adminToken.allows(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="imsproxy admin"`)
 		s.adminError(w, r, http.StatusUnauthorized, route.CodeUnauthorizedCaller,
-			"POST /cache/purge needs Authorization: Bearer with the admin token (IMSPROXY_ADMIN_TOKEN_FILE).", name)
+			"POST /cache/purge needs Authorization: Bearer with the admin token (IMSPROXY_ADMIN_TOKEN_FILE).", errRoute)
 		return
 	}
 	var cached []string
@@ -176,7 +179,7 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	}
 	which := "routes with a search cache: " + strings.Join(cached, ", ")
 	if name == "" {
-		s.adminError(w, r, http.StatusBadRequest, route.CodeBadRequest, "Name the route: POST /cache/purge?route=NAME ("+which+").", name)
+		s.adminError(w, r, http.StatusBadRequest, route.CodeBadRequest, "Name the route: POST /cache/purge?route=NAME ("+which+").", errRoute)
 		return
 	}
 	s.adminError(w, r, http.StatusNotFound, "unknown_route", "There is no route "+name+"; "+which+".", name)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -98,6 +99,10 @@ func TestServer_CachePurgeEndpoint(t *testing.T) {
 		}
 		if c.code == "" && body["purged"] != c.purged {
 			t.Errorf("%s %s: body %v, want purged %v", c.method, c.query, body, c.purged)
+		}
+		// An error names the route asked about, or the admin listener.
+		if wantRoute := cmp.Or(strings.TrimPrefix(c.query, "route="), "admin"); c.code != "" && body["route"] != wantRoute {
+			t.Errorf("%s %s: route %v, want %q", c.method, c.query, body["route"], wantRoute)
 		}
 		if c.status == 405 && resp.Header.Get("Allow") != "POST" {
 			t.Errorf("405 without Allow: POST")

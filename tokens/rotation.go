@@ -86,7 +86,8 @@ type LiveCredentials struct {
 
 	// onReplaced, when set, runs once new credentials have replaced the
 	// old: the server empties the route's search cache there, since search
-	// answers carry the old organisation's is_licensed.
+	// answers carry the old organisation's is_licensed. A reload of the
+	// very files in use (a SIGHUP sent to reload the admin token) keeps it.
 	onReplaced func()
 	wrap       func(rc *config.Route, src Source) (Source, error)
 
@@ -98,6 +99,7 @@ type LiveCredentials struct {
 	pending  string    // a new fingerprint waiting one poll for writes to settle
 	retryAt  time.Time // when to retry a reload whose exchange failed; zero: none
 	failures int
+	inUse    string // fingerprint of the files of the credentials in use
 }
 
 // CertificateExpiry is when the route's certificate expires (zero: unknown).
@@ -169,7 +171,8 @@ type RotateOptions struct {
 // from IMS through client. The files are fingerprinted now, so that a
 // change made from here on is noticed. Add every route before Run.
 func (w *Rotator) Add(rc *config.Route, mgr *Manager, client *http.Client, opts RotateOptions) *LiveCredentials {
-	l := &LiveCredentials{cfg: rc, mgr: mgr, client: client, seen: fingerprint(rc.Files),
+	fp := fingerprint(rc.Files)
+	l := &LiveCredentials{cfg: rc, mgr: mgr, client: client, seen: fp, inUse: fp,
 		count: opts.Count, onReplaced: opts.OnReplaced, wrap: opts.Wrap}
 	if l.count == nil {
 		l.count = func(string) {}
@@ -273,9 +276,10 @@ func (w *Rotator) reload(ctx context.Context, l *LiveCredentials, trigger, fp st
 		return
 	}
 	l.failures = 0
-	if l.onReplaced != nil {
+	if fp != l.inUse && l.onReplaced != nil {
 		l.onReplaced()
 	}
+	l.inUse = fp
 	l.setCertificateExpiry(creds.CertificateExpiry)
 	l.mu.Lock()
 	l.status = ReloadStatus{Reloaded: w.now()}

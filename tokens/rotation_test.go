@@ -251,6 +251,15 @@ func TestRotator_ReloadsARotatedKeyOnceTheFilesSettle(t *testing.T) {
 	if after := e.adobe.Stats().Exchanges["success"]; after != before {
 		t.Errorf("unchanged files caused %d exchanges", after-before)
 	}
+	// A SIGHUP with the files unchanged (sent to reload the admin token)
+	// reloads the same credentials: the search cache is kept.
+	w.reload(ctx, live, "SIGHUP", fingerprint(live.cfg.Files))
+	if n := e.reloads("success"); n != 2 {
+		t.Errorf("successful reloads = %v, want 2", n)
+	}
+	if n := replaced.Load(); n != 1 {
+		t.Errorf("a reload of the files in use emptied the cache (onReplaced ran %d times, want 1)", n)
+	}
 }
 
 func TestRotator_BrokenFileKeepsTheOldCredentials(t *testing.T) {

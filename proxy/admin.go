@@ -65,6 +65,14 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("/cache/purge", s.purgeCache)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// A path served by GET alone, asked by another method (TRACE
+		// among them), is a 405 as on the routes, not a missing path.
+		switch r.URL.Path {
+		case "/", "/healthz", "/readyz", "/metrics":
+			w.Header().Set("Allow", "GET, HEAD")
+			s.adminError(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed, r.URL.Path+" answers GET only.", "admin")
+			return
+		}
 		s.adminError(w, r, http.StatusNotFound, route.CodeNotFound, "No admin endpoint answers "+r.Method+" "+r.URL.Path+": GET / lists them.", "admin")
 	})
 	return s.adminBrowsers(mux)

@@ -101,6 +101,15 @@ func TestAdmin_IndexListsTheEndpoints(t *testing.T) {
 			if status != 404 || h.Get(route.ErrorHeader) != route.CodeNotFound || !strings.Contains(string(body), "GET / lists them") {
 				t.Errorf("GET /nothing-here = %d %q %s", status, h.Get(route.ErrorHeader), body)
 			}
+			// Another method on a GET endpoint, TRACE too: 405, as on the routes.
+			for _, m := range []string{"TRACE", "POST", "DELETE"} {
+				for _, path := range []string{"/", "/healthz", "/readyz", "/metrics"} {
+					status, h, _ = adminDo(t, srv, m, path, "")
+					if status != 405 || h.Get(route.ErrorHeader) != route.CodeMethodNotAllowed || h.Get("Allow") != "GET, HEAD" {
+						t.Errorf("%s %s = %d %q Allow %q, want 405", m, path, status, h.Get(route.ErrorHeader), h.Get("Allow"))
+					}
+				}
+			}
 		})
 	}
 }

@@ -423,7 +423,16 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_STOK_CLIENT_ID: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_ID?)",
 			"IMSPROXY_STOK_CLIENT_SECRET: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"}},
 		{"typo of a route's name in IMSPROXY_ROUTES: one line naming it", with(oauthStock(), "IMSPROXY_ROUTES", "stok"), []string{
-			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, but 3 of route stock's are (IMSPROXY_STOCK_*): did you mean stock?"}},
+			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 3 (IMSPROXY_STOCK_*): did you mean stock?"}},
+		{"typo of a route's name in IMSPROXY_ROUTES, its route complete in one variable", map[string]string{
+			"IMSPROXY_ROUTES": "stok", "IMSPROXY_STOCK_ACCESS_TOKEN": "a-fixed-token"}, []string{
+			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 1 (IMSPROXY_STOCK_*): did you mean stock?"}},
+		{"variables of a near name beside a listed aem are the typos", with(oauthStock(), "IMSPROXY_ROUTES", "stock,aem",
+			"IMSPROXY_AEN_UPSTREAM", "https://author-p1-e2.adobeaemcloud.com", "IMSPROXY_AEN_AUTH", "none"), []string{
+			"IMSPROXY_AEM_AUTH: no credentials for route aem: set IMSPROXY_AEM_CLIENT_ID and IMSPROXY_AEM_CLIENT_SECRET or IMSPROXY_AEM_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_AEM_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_AEM_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_AEM_ACCESS_TOKEN (a fixed token), or IMSPROXY_AEM_AUTH=none",
+			"IMSPROXY_AEM_UPSTREAM: required for this aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com",
+			"IMSPROXY_AEN_AUTH: unknown variable (did you mean IMSPROXY_AEM_AUTH?)",
+			"IMSPROXY_AEN_UPSTREAM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"}},
 		{"one variable of a near name beside a listed route is the typo", with(oauthStock(), "IMSPROXY_ROUTES", "stock,aem",
 			"IMSPROXY_AEN_UPSTREAM", "https://author-p1-e2.adobeaemcloud.com"), []string{
 			"IMSPROXY_AEM_AUTH: no credentials for route aem: set IMSPROXY_AEM_CLIENT_ID and IMSPROXY_AEM_CLIENT_SECRET or IMSPROXY_AEM_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_AEM_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_AEM_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_AEM_ACCESS_TOKEN (a fixed token), or IMSPROXY_AEM_AUTH=none",

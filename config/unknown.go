@@ -60,8 +60,8 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			// The listed route's own problems (no credentials, no
 			// upstream) all come from the typo: the one line says it.
 			*ps = slices.DeleteFunc(*ps, func(p Problem) bool { return routeOf(p.Var) == listed })
-			ps.add(prefix+"ROUTES", "lists route %s, none of whose variables is set, but %d of route %s's are (%s*): did you mean %s?",
-				listed, len(vars), route, routePrefix(route), route)
+			ps.add(prefix+"ROUTES", "lists route %s, none of whose variables is set, while route %s, not listed, has %d (%s*): did you mean %s?",
+				listed, route, len(vars), routePrefix(route), route)
 			continue
 		}
 		how := "add " + route + " to IMSPROXY_ROUTES"
@@ -79,12 +79,12 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 
 // misnamedRoutes finds the routes IMSPROXY_ROUTES most likely meant to
 // name: a route it lists has no variable set, while a route of a name at
-// most two edits away, not listed, has several (IMSPROXY_ROUTES=stok
-// beside IMSPROXY_STOCK_*). The map goes from the route whose variables
-// are set to the name listed. Without it, each of that route's variables
-// would be told to take the misspelt name. A single variable of a near
-// name is more likely the typo itself (IMSPROXY_AEN_UPSTREAM beside route
-// aem), and is told so variable by variable.
+// most two edits away, not listed, has some (IMSPROXY_ROUTES=stok beside
+// IMSPROXY_STOCK_*). The map goes from the route whose variables are set
+// to the name listed. Without it, each of that route's variables would be
+// told to take the misspelt name. A listed stock or aem, the names that
+// choose a route type, is taken as meant: the near variables are the
+// typos (IMSPROXY_AEN_UPSTREAM beside route aem), told so one by one.
 func (l *loader) misnamedRoutes(names []string, routesSet bool) map[string]string {
 	misnamed := map[string]string{}
 	if !routesSet {
@@ -102,9 +102,12 @@ func (l *loader) misnamedRoutes(names []string, routesSet bool) map[string]strin
 		if set[listed] > 0 {
 			continue
 		}
+		if listed == string(TypeStock) || listed == string(TypeAEM) {
+			continue
+		}
 		best, bestD := "", 3
-		for r, n := range set {
-			if n < 2 || slices.Contains(names, r) {
+		for r := range set {
+			if slices.Contains(names, r) {
 				continue
 			}
 			if d := editDistance(r, listed); d < bestD || (d == bestD && r < best) {

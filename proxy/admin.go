@@ -70,7 +70,7 @@ func (s *Server) adminHandler() http.Handler {
 		switch r.URL.Path {
 		case "/", "/healthz", "/readyz", "/metrics":
 			w.Header().Set("Allow", "GET, HEAD")
-			s.adminError(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed, r.URL.Path+" answers GET only.", "admin")
+			s.adminError(w, r, http.StatusMethodNotAllowed, route.CodeMethodNotAllowed, r.URL.Path+" answers GET and HEAD only.", "admin")
 			return
 		}
 		s.adminError(w, r, http.StatusNotFound, route.CodeNotFound, "No admin endpoint answers "+r.Method+" "+r.URL.Path+": GET / lists them.", "admin")

@@ -210,7 +210,9 @@ func (m *Manager) Replace(ctx context.Context, src Source) error {
 	if err == nil {
 		err = m.checkFresh(tok)
 	}
-	m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(start), Token: tok})
+	if !stoppedBy(ctx, err) {
+		m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(start), Token: tok})
+	}
 	if err != nil {
 		return fmt.Errorf("new credentials for route %s: %w", m.route, err)
 	}
@@ -223,6 +225,14 @@ func (m *Manager) Replace(ctx context.Context, src Source) error {
 	m.mu.Unlock()
 	m.wake()
 	return nil
+}
+
+// stoppedBy reports whether err is the cancellation of ctx, the
+// Manager's or the reload's, that the proxy's stop caused: an exchange cut
+// off so is no failure of IMS, to be neither logged as one nor counted.
+// IMS's own answer arriving at that moment is still reported.
+func stoppedBy(ctx context.Context, err error) bool {
+	return err != nil && errors.Is(ctx.Err(), context.Canceled) && errors.Is(err, context.Canceled)
 }
 
 // Status returns a snapshot for readiness reporting.
@@ -315,9 +325,7 @@ func (m *Manager) refresh() (any, error) {
 	if err == nil {
 		err = m.checkFresh(tok)
 	}
-	if err != nil && life.Err() != nil {
-		// The proxy is stopping and cut the exchange off: not a failure of
-		// IMS, to be neither logged as one nor counted.
+	if stoppedBy(life, err) {
 		return Token{}, &UnavailableError{Route: m.route, Err: err}
 	}
 	m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(now), Token: tok})

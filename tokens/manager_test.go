@@ -419,3 +419,21 @@ func TestManager_TokenWaitsAtMostWait(t *testing.T) {
 		t.Fatalf("after the exchange: %v, %d exchanges; want the token of the one exchange", err, src.calls.Load())
 	}
 }
+
+// A reload under way when the proxy stops is cut off like Run's own
+// exchange: an error for the reload, no "token exchange failed" line.
+func TestManager_ReplaceCutOffByTheStopIsNotAnIMSFailure(t *testing.T) {
+	logs := &testutil.Buffer{}
+	var reported atomic.Int64
+	m := NewManager("stock", &fakeSource{now: time.Now, lifetime: time.Hour}, Options{
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), OnExchange: func(Exchange) { reported.Add(1) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the stop, before IMS answered
+	next := &fakeSource{now: time.Now, lifetime: time.Hour, release: make(chan struct{})}
+	if err := m.Replace(ctx, next); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Replace = %v, want the cancellation", err)
+	}
+	if n := reported.Load(); n != 0 || strings.Contains(logs.String(), "token exchange failed") {
+		t.Errorf("a reload cut off by the stop was reported %d times:\n%s", n, logs)
+	}
+}

@@ -173,14 +173,21 @@ func routeSuffixes() []string { return varNames(&routeVars{}) }
 // configuration, which is the server's business: a probe must not fail on
 // a setting that has nothing to do with reaching it.
 func AdminListen(environ []string) (addr, variable string) {
-	field, _ := reflect.TypeFor[globalVars]().FieldByName("AdminListen")
-	variable = prefix + field.Tag.Get("env")
 	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == variable {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == AdminListenVariable {
 			addr = v
 		}
 	}
-	return cmp.Or(addr, field.Tag.Get("envDefault")), variable
+	return cmp.Or(addr, adminListenField().Tag.Get("envDefault")), AdminListenVariable
+}
+
+// AdminListenVariable names the admin listener's address, as its tag in
+// globalVars spells it.
+var AdminListenVariable = prefix + adminListenField().Tag.Get("env")
+
+func adminListenField() reflect.StructField {
+	field, _ := reflect.TypeFor[globalVars]().FieldByName("AdminListen")
+	return field
 }
 
 // GlobalVariables lists the global variables imsproxy reads, e.g.

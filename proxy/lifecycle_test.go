@@ -114,19 +114,15 @@ func TestServer_TokensAreStillRenewedWhileShuttingDown(t *testing.T) {
 
 // Listen names the variable of an address it cannot listen on.
 func TestServer_ListenNamesTheVariableOfAPortInUse(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = busy.Close() })
+	busy := busyAddr(t)
 	for _, tc := range []struct {
 		name  string
 		route string
 		admin string
 		want  string
 	}{
-		{"route", busy.Addr().String(), "127.0.0.1:0", "IMSPROXY_STOCK_LISTEN " + busy.Addr().String() + " is in use: another process listens there; stop it, or set IMSPROXY_STOCK_LISTEN to a free address"},
-		{"admin", "127.0.0.1:0", busy.Addr().String(), "IMSPROXY_ADMIN_LISTEN " + busy.Addr().String() + " is in use: "},
+		{"route", busy, "127.0.0.1:0", "IMSPROXY_STOCK_LISTEN " + busy + " is in use: another process listens there; stop it, or set IMSPROXY_STOCK_LISTEN to a free address"},
+		{"admin", "127.0.0.1:0", busy, "IMSPROXY_ADMIN_LISTEN " + busy + " is in use: "},
 		{"address of no interface", "192.0.2.1:0", "127.0.0.1:0", "IMSPROXY_STOCK_LISTEN 192.0.2.1:0 cannot be listened on: no interface of this machine has that address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,21 +147,24 @@ func TestServer_ListenNamesTheVariableOfAPortInUse(t *testing.T) {
 	}
 }
 
+// busyAddr is a loopback address something listens on until the test ends.
+func busyAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().String()
+}
+
 // Every port in use is named at once, one line each: told of one, fixed,
 // then told of the next was how an operator met them.
 func TestServer_ListenNamesEveryPortInUseAtOnce(t *testing.T) {
-	var busy [2]net.Listener
-	for i := range busy {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = l.Close() })
-		busy[i] = l
-	}
+	busy := [2]string{busyAddr(t), busyAddr(t)}
 	rc := testroute.Stock(t, "http://127.0.0.1:1")
-	rc.Auth, rc.Listen = config.AuthNone, busy[0].Addr().String()
-	srv, err := New(&config.Config{AdminListen: busy[1].Addr().String(), Routes: []config.Route{*rc}}, Options{})
+	rc.Auth, rc.Listen = config.AuthNone, busy[0]
+	srv, err := New(&config.Config{AdminListen: busy[1], Routes: []config.Route{*rc}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,8 +174,8 @@ func TestServer_ListenNamesEveryPortInUseAtOnce(t *testing.T) {
 		t.Fatal("Listen succeeded")
 	}
 	lines := strings.Split(err.Error(), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "IMSPROXY_STOCK_LISTEN "+busy[0].Addr().String()+" is in use") ||
-		!strings.HasPrefix(lines[1], "IMSPROXY_ADMIN_LISTEN "+busy[1].Addr().String()+" is in use") {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "IMSPROXY_STOCK_LISTEN "+busy[0]+" is in use") ||
+		!strings.HasPrefix(lines[1], "IMSPROXY_ADMIN_LISTEN "+busy[1]+" is in use") {
 		t.Errorf("Listen = %q, want a line for each of the two ports", err)
 	}
 }

@@ -184,19 +184,12 @@ func (s *Server) route(name string) *routeState {
 // not be bound, all of them at once (errors.Join, a line each): fixing
 // one port to be told of the next is a slow way to start.
 func (s *Server) Listen() error {
-	var errs []error
-	for _, l := range listenAddrs(s.cfg) {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			errs = append(errs, newListenError(l.v, l.addr, err))
-			continue
-		}
-		s.listeners = append(s.listeners, ln)
-	}
+	listeners, errs := bindAll(s.cfg)
 	if len(errs) > 0 {
-		s.closeListeners()
+		closeAll(listeners)
 		return errors.Join(errs...)
 	}
+	s.listeners = listeners
 	return nil
 }
 
@@ -211,8 +204,30 @@ func listenAddrs(cfg *config.Config) []listenAddr {
 	for i := range cfg.Routes {
 		ls = append(ls, listenAddr{cfg.Routes[i].Var("LISTEN"), cfg.Routes[i].Listen})
 	}
-	_, adminVar := config.AdminListen(nil)
-	return append(ls, listenAddr{adminVar, cfg.AdminListen})
+	return append(ls, listenAddr{config.AdminListenVariable, cfg.AdminListen})
+}
+
+// bindAll binds every address of cfg in listenAddrs' order, returning the
+// listeners bound and why each other one could not be, naming its
+// variable.
+func bindAll(cfg *config.Config) ([]net.Listener, []error) {
+	var listeners []net.Listener
+	var errs []error
+	for _, l := range listenAddrs(cfg) {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			errs = append(errs, newListenError(l.v, l.addr, err))
+			continue
+		}
+		listeners = append(listeners, ln)
+	}
+	return listeners, errs
+}
+
+func closeAll(listeners []net.Listener) {
+	for _, ln := range listeners {
+		_ = ln.Close()
+	}
 }
 
 // ProbeListeners binds each address cfg listens on and lets it go at once,
@@ -221,15 +236,8 @@ func listenAddrs(cfg *config.Config) []listenAddr {
 // reports them without failing: the port may be held by the very proxy
 // being checked.
 func ProbeListeners(cfg *config.Config) []error {
-	var errs []error
-	for _, l := range listenAddrs(cfg) {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			errs = append(errs, newListenError(l.v, l.addr, err))
-			continue
-		}
-		_ = ln.Close()
-	}
+	listeners, errs := bindAll(cfg)
+	closeAll(listeners)
 	return errs
 }
 
@@ -283,9 +291,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeListeners() {
-	for _, ln := range s.listeners {
-		_ = ln.Close()
-	}
+	closeAll(s.listeners)
 	s.listeners = nil
 }
 

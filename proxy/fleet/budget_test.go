@@ -245,13 +245,7 @@ func TestClient_ARefusingRedisIsNotCalledUnreachable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{})
-			logs := &testutil.Buffer{}
-			c, err := New(&config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond},
-				slog.New(slog.NewTextHandler(logs, nil)), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
+			c, logs := loggedClient(t, srv)
 			b := c.Route(stockRoute("client")).Budget(5, time.Minute)
 			tc.spoil(srv, inspect(t, srv))
 			if _, err := b.Reserve(context.Background(), audit.Record{}); err == nil {
@@ -264,10 +258,9 @@ func TestClient_ARefusingRedisIsNotCalledUnreachable(t *testing.T) {
 	}
 }
 
-// At maxmemory the search cache's stores fail first; its warning says
-// Redis refused too.
-func TestLevel2_AStoreIntoAFullRedisIsARefusal(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+// loggedClient is a Client on srv whose log the test reads.
+func loggedClient(t *testing.T, srv *redistest.Server) (*Client, *testutil.Buffer) {
+	t.Helper()
 	logs := &testutil.Buffer{}
 	c, err := New(&config.Redis{URL: config.Secret(srv.URL), Prefix: "test", Timeout: 500 * time.Millisecond},
 		slog.New(slog.NewTextHandler(logs, nil)), nil)
@@ -275,6 +268,14 @@ func TestLevel2_AStoreIntoAFullRedisIsARefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
+	return c, logs
+}
+
+// At maxmemory the search cache's stores fail first; its warning says
+// Redis refused too.
+func TestLevel2_AStoreIntoAFullRedisIsARefusal(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c, logs := loggedClient(t, srv)
 	l := c.Route(stockRoute("client")).Level2(func(string) {})
 	_ = l.Get(context.Background(), "search") // reads the generation
 	rdb := inspect(t, srv)

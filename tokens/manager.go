@@ -328,10 +328,14 @@ func (m *Manager) refresh() (any, error) {
 	if stoppedBy(life, err) {
 		return Token{}, &UnavailableError{Route: m.route, Err: err}
 	}
-	m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(now), Token: tok})
+	exchange := Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(now), Token: tok}
 
-	m.mu.Lock()
+	// The outcome is recorded before it is reported, so that whoever learns
+	// of the exchange from a log line or a metric and then reads the status
+	// sees it.
 	defer m.wake()
+	defer m.report(exchange)
+	m.mu.Lock()
 	defer m.mu.Unlock()
 	if gen != m.gen {
 		// Credentials were replaced while this exchange ran: its result

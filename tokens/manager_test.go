@@ -437,3 +437,32 @@ func TestManager_ReplaceCutOffByTheStopIsNotAnIMSFailure(t *testing.T) {
 		t.Errorf("a reload cut off by the stop was reported %d times:\n%s", n, logs)
 	}
 }
+
+// TestManager_StatusIsCurrentWhenAnExchangeIsReported holds what readiness
+// and its tests rely on: whoever learns of an exchange (a metric, a log
+// line) and then asks for the status sees that exchange's outcome, failed or
+// not.
+func TestManager_StatusIsCurrentWhenAnExchangeIsReported(t *testing.T) {
+	clock := newFakeClock()
+	src := &fakeSource{now: clock.Now, lifetime: time.Hour}
+	src.failWith(errIMSDown)
+	var seen []Status
+	var m *Manager
+	m = NewManager("stock", src, Options{Now: clock.Now, OnExchange: func(Exchange) { seen = append(seen, m.Status()) }})
+
+	_, _ = m.Token(context.Background())
+	src.recover()
+	clock.Advance(time.Hour)
+	if _, err := m.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("%d exchanges reported, want 2", len(seen))
+	}
+	if failed := seen[0]; failed.Ready || failed.LastError == "" {
+		t.Errorf("status when the failed exchange was reported = %+v, want its error", failed)
+	}
+	if recovered := seen[1]; !recovered.Ready || recovered.LastError != "" {
+		t.Errorf("status when the good exchange was reported = %+v, want ready without error", recovered)
+	}
+}

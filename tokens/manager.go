@@ -28,7 +28,8 @@ type Options struct {
 	Now    func() time.Time // clock; nil = time.Now
 	Logger *slog.Logger     // nil = discard
 
-	// OnExchange, when set, is called after every exchange (metrics).
+	// OnExchange, when set, is called after every exchange (metrics), once
+	// its outcome is recorded: Status read from it shows that exchange.
 	OnExchange func(Exchange)
 
 	MinBackoff    time.Duration // first retry delay after a failed exchange

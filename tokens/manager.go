@@ -211,10 +211,11 @@ func (m *Manager) Replace(ctx context.Context, src Source) error {
 	if err == nil {
 		err = m.checkFresh(tok)
 	}
-	if !stoppedBy(ctx, err) {
-		m.report(Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(start), Token: tok})
-	}
+	exchange := Exchange{Route: m.route, Kind: m.opts.Kind, Err: err, Duration: m.now().Sub(start), Token: tok}
 	if err != nil {
+		if !stoppedBy(ctx, err) {
+			m.report(exchange) // nothing to record: the old credentials stay
+		}
 		return fmt.Errorf("new credentials for route %s: %w", m.route, err)
 	}
 	m.mu.Lock()
@@ -224,6 +225,9 @@ func (m *Manager) Replace(ctx context.Context, src Source) error {
 	m.clearFailureLocked()
 	m.current.Store(&tok)
 	m.mu.Unlock()
+	// Reported once recorded, as refresh does: whoever learns of the new
+	// token and then reads the status sees it.
+	m.report(exchange)
 	m.wake()
 	return nil
 }

@@ -466,3 +466,25 @@ func TestManager_StatusIsCurrentWhenAnExchangeIsReported(t *testing.T) {
 		t.Errorf("status when the good exchange was reported = %+v, want ready without error", recovered)
 	}
 }
+
+// The same holds for the exchange of reloaded credentials: when it is
+// reported, the status shows the new token, not the failure it replaced.
+func TestManager_StatusIsCurrentWhenAReloadIsReported(t *testing.T) {
+	clock := newFakeClock()
+	old := &fakeSource{now: clock.Now, lifetime: time.Hour}
+	old.failWith(errIMSDown)
+	var seen []Status
+	var m *Manager
+	m = NewManager("stock", old, Options{Now: clock.Now, OnExchange: func(Exchange) { seen = append(seen, m.Status()) }})
+	_, _ = m.Token(context.Background())
+
+	if err := m.Replace(context.Background(), &fakeSource{now: clock.Now, lifetime: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("%d exchanges reported, want 2", len(seen))
+	}
+	if reloaded := seen[1]; !reloaded.Ready || reloaded.LastError != "" || !reloaded.Obtained.Equal(clock.Now()) {
+		t.Errorf("status when the reload's exchange was reported = %+v, want the new token, ready, without error", reloaded)
+	}
+}

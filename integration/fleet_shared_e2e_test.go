@@ -34,6 +34,12 @@ func TestE2E_Fleet_SearchCacheSharedAndPurgedAcrossReplicas(t *testing.T) {
 	if _, h, _ := httpGet(t, ps[0].URL("stock")+q); h.Get("X-Cache") != "MISS" {
 		t.Fatalf("first search: X-Cache %q", h.Get("X-Cache"))
 	}
+	// The answer goes to Redis in the background, after it was sent.
+	rdb := redisClient(t, srv)
+	waitFor(t, 5*time.Second, "the answer to be in Redis", func() bool {
+		keys, _ := rdb.Keys(context.Background(), "imsproxy:*:search:*").Result()
+		return len(keys) == 1
+	})
 	for _, p := range ps[1:] {
 		status, h, _ := httpGet(t, p.URL("stock")+q)
 		if status != 200 || h.Get("X-Cache") != "HIT" || h.Get("Age") == "" {

@@ -109,10 +109,15 @@ func TestE2E_Fleet_OneTokenExchangeForThreeReplicasAndOneRefreshAfterARevocation
 	const exchanged = `imsproxy_token_exchanges_total{auth="oauth",error="",outcome="success",route="stock"}`
 	const shared = `imsproxy_token_exchanges_total{auth="oauth",error="",outcome="shared",route="stock"}`
 	var exchanges, reads float64
-	for _, p := range ps {
-		exchanges += max(p.metricValue(exchanged), 0)
-		reads += max(p.metricValue(shared), 0)
-	}
+	// Each replica counts its token just after /readyz shows it.
+	waitFor(t, 10*time.Second, "every replica to count its token", func() bool {
+		exchanges, reads = 0, 0
+		for _, p := range ps {
+			exchanges += max(p.metricValue(exchanged), 0)
+			reads += max(p.metricValue(shared), 0)
+		}
+		return exchanges+reads >= 3
+	})
 	if exchanges != 1 || reads != 2 {
 		t.Errorf("the replicas' metrics count %v exchanges and %v reads of the fleet's token, want 1 and 2", exchanges, reads)
 	}

@@ -22,7 +22,13 @@ func replica(t *testing.T, srv *redistest.Server) *Client {
 // replicaOf is replica with a configuration of its own.
 func replicaOf(t *testing.T, cfg *config.Redis) *Client {
 	t.Helper()
-	c, err := New(cfg, nil, nil)
+	return replicaWith(t, cfg, nil)
+}
+
+// replicaWith is replicaOf that tells failed of every failed operation.
+func replicaWith(t *testing.T, cfg *config.Redis, failed func(op string)) *Client {
+	t.Helper()
+	c, err := New(cfg, nil, failed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -231,7 +231,9 @@ func TestProxy_IMSDownAtStartThen503ThenRecovery(t *testing.T) {
 	var rejected atomic.Int64
 	up := httptest.NewServer(strictUpstream(ims, &rejected))
 	t.Cleanup(up.Close)
-	exchanges := make(chan tokens.Exchange, 16)
+	// Room for a minute of retries: a full channel would stop the
+	// manager inside an exchange that the request below may join.
+	exchanges := make(chan tokens.Exchange, 3000)
 	opts := tokens.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		OnExchange: func(e tokens.Exchange) { exchanges <- e }}
 	front, mgr := startRoute(t, oauthRoute(t, up.URL, imsSrv.URL), opts, nil)

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -354,7 +355,11 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 			if len(alts) > 0 {
 				or = " (or set " + strings.Join(alts, " or ") + ")"
 			}
-			ps.add(s.v(r.suffix), "required for AUTH=%s%s%s", s.auth, r.hint, or)
+			suppliers := vars
+			if slices.Contains(r.alt, "CREDENTIALS_FILE") {
+				suppliers = append(suppliers, s.v("CREDENTIALS_FILE"))
+			}
+			ps.addMissing(suppliers, "required for AUTH=%s%s%s", s.auth, r.hint, or)
 		}
 	}
 }

@@ -379,6 +379,42 @@ func TestLoad_Listeners(t *testing.T) {
 	}
 }
 
+// A misspelt variable leaves what it was meant to supply missing: the one
+// line that says so is the "did you mean", not a second "required".
+func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
+	aem := map[string]string{"IMSPROXY_ROUTES": "aem", "IMSPROXY_AEM_UPSTREAM": "https://author-p1-e2.adobeaemcloud.com"}
+	noSecret := with(oauthStock())
+	delete(noSecret, "IMSPROXY_STOCK_CLIENT_SECRET")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"a value's own variable", with(noSecret, "IMSPROXY_STOCK_CLIENT_SECRT", "s"),
+			"IMSPROXY_STOCK_CLIENT_SECRT: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"},
+		{"its file", with(noSecret, "IMSPROXY_STOCK_CLIENT_SECRET_FIL", "/run/secrets/s"),
+			"IMSPROXY_STOCK_CLIENT_SECRET_FIL: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET_FILE?)"},
+		{"a credentials file that supplies several", with(aem, "IMSPROXY_AEM_CREDENTIAL_FILE", "/run/secrets/aem.json"),
+			"IMSPROXY_AEM_CREDENTIAL_FILE: unknown variable (did you mean IMSPROXY_AEM_CREDENTIALS_FILE?)"},
+		{"a JWT credential of a route whose other ones choose its auth", with(aem, "IMSPROXY_AEM_AUTH", "jwt",
+			"IMSPROXY_AEM_CLIENT_ID", "c", "IMSPROXY_AEM_CLIENT_SECRET", "s", "IMSPROXY_AEM_ORG_ID", "o@AdobeOrg",
+			"IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID", "t@techacct.adobe.com", "IMSPROXY_AEM_METASCOPES", "ent_aem_cloud_api",
+			"IMSPROXY_AEM_PRIVATE_KEY_FIEL", "/run/secrets/key.pem"),
+			"IMSPROXY_AEM_PRIVATE_KEY_FIEL: unknown variable (did you mean IMSPROXY_AEM_PRIVATE_KEY_FILE?)"},
+		{"the upstream", map[string]string{"IMSPROXY_ROUTES": "aem", "IMSPROXY_AEM_AUTH": "none", "IMSPROXY_AEM_UPSTRAEM": "https://author-p1-e2.adobeaemcloud.com"},
+			"IMSPROXY_AEM_UPSTRAEM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := loadProblems(t, tc.env); strings.Join(got, "\n") != tc.want {
+				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), tc.want)
+			}
+		})
+	}
+	// What is missing for another reason is still said.
+	got := loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
+	wantProblems(t, got, "IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)")
+}
+
 func TestLoad_UnknownVariables(t *testing.T) {
 	got := loadProblems(t, with(oauthStock(),
 		"IMSPROXY_STOCK_CLIENTID", "x",
@@ -429,14 +465,11 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 1 (IMSPROXY_STOCK_*): did you mean stock?"}},
 		{"variables of a near name beside a listed aem are the typos", with(oauthStock(), "IMSPROXY_ROUTES", "stock,aem",
 			"IMSPROXY_AEN_UPSTREAM", "https://author-p1-e2.adobeaemcloud.com", "IMSPROXY_AEN_AUTH", "none"), []string{
-			"IMSPROXY_AEM_AUTH: no credentials for route aem: set IMSPROXY_AEM_CLIENT_ID and IMSPROXY_AEM_CLIENT_SECRET or IMSPROXY_AEM_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_AEM_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_AEM_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_AEM_ACCESS_TOKEN (a fixed token), or IMSPROXY_AEM_AUTH=none",
-			"IMSPROXY_AEM_UPSTREAM: required for this aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com",
 			"IMSPROXY_AEN_AUTH: unknown variable (did you mean IMSPROXY_AEM_AUTH?)",
 			"IMSPROXY_AEN_UPSTREAM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"}},
 		{"one variable of a near name beside a listed route is the typo", with(oauthStock(), "IMSPROXY_ROUTES", "stock,aem",
 			"IMSPROXY_AEN_UPSTREAM", "https://author-p1-e2.adobeaemcloud.com"), []string{
 			"IMSPROXY_AEM_AUTH: no credentials for route aem: set IMSPROXY_AEM_CLIENT_ID and IMSPROXY_AEM_CLIENT_SECRET or IMSPROXY_AEM_CLIENT_SECRET_FILE (OAuth server-to-server), IMSPROXY_AEM_CREDENTIALS_FILE (AEM service credentials), IMSPROXY_AEM_PRIVATE_KEY_FILE with the other JWT variables, IMSPROXY_AEM_ACCESS_TOKEN (a fixed token), or IMSPROXY_AEM_AUTH=none",
-			"IMSPROXY_AEM_UPSTREAM: required for this aem route: the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com",
 			"IMSPROXY_AEN_UPSTREAM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"}},
 		{"typo of a variable of a route listed in IMSPROXY_ROUTES", with(with(oauthStock(), "IMSPROXY_ROUTES", "stock"), "IMSPROXY_STOK_TIMEOUT", "1s"), []string{
 			"IMSPROXY_STOK_TIMEOUT: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)"}},
@@ -468,7 +501,7 @@ func flatten(m map[string]string) []string {
 }
 
 func TestProblems_ErrorIsSortedOneLinePerProblem(t *testing.T) {
-	ps := Problems{{"IMSPROXY_B", "two"}, {"IMSPROXY_A", "z"}, {"IMSPROXY_A", "a"}}
+	ps := Problems{{Var: "IMSPROXY_B", Message: "two"}, {Var: "IMSPROXY_A", Message: "z"}, {Var: "IMSPROXY_A", Message: "a"}}
 	want := "IMSPROXY_A: a\nIMSPROXY_A: z\nIMSPROXY_B: two"
 	if got := ps.Error(); got != want {
 		t.Errorf("Error() = %q, want %q", got, want)

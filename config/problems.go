@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -11,6 +12,11 @@ import (
 type Problem struct {
 	Var     string // the environment variable, e.g. IMSPROXY_STOCK_CLIENT_ID
 	Message string // what is wrong, in words an operator can act on
+
+	// suppliers, for a value that is missing, are the variables any of
+	// which would have supplied it. When one of them is set under a
+	// misspelt name, the misspelling is the one problem to report.
+	suppliers []string
 }
 
 // String renders the problem as "VAR: message".
@@ -46,6 +52,18 @@ func (ps Problems) sort() {
 // that are not secret (variable names, paths, field names, dates).
 func (ps *Problems) add(v, format string, args ...any) {
 	*ps = append(*ps, Problem{Var: v, Message: fmt.Sprintf(format, args...)})
+}
+
+// addMissing records that no variable supplied a required value; the first
+// of suppliers is the one to set, the others would do as well.
+func (ps *Problems) addMissing(suppliers []string, format string, args ...any) {
+	*ps = append(*ps, Problem{Var: suppliers[0], Message: fmt.Sprintf(format, args...), suppliers: suppliers})
+}
+
+// dropMissingSuppliedBy deletes the problems of values that v would have
+// supplied: v is set, under a misspelt name, and that is reported instead.
+func (ps *Problems) dropMissingSuppliedBy(v string) {
+	*ps = slices.DeleteFunc(*ps, func(p Problem) bool { return slices.Contains(p.suppliers, v) })
 }
 
 // has reports whether a problem was recorded for any of the variables.

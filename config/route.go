@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/x509"
+	"slices"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -41,21 +42,30 @@ func routeType(name, typ string) (t RouteType, ok bool) {
 	return TypeGeneric, ok
 }
 
-// inferAuth guesses the auth kind from the variables that are set: JWT
-// material means jwt, a fixed token token, a client id or secret alone
-// oauth (docs/configuration.md has the table). A JWT payload also means jwt: it is useless to anything else,
-// and saying "the private key is missing" helps more than "set AUTH".
-// CLIENT_ID or CLIENT_SECRET[_FILE] alone means oauth, so that the missing
-// half is named rather than a generic "cannot tell".
+// authChosenBy lists, in order of precedence, the variables whose presence
+// chooses a route's auth kind when AUTH is not set: JWT material means jwt,
+// a fixed token token, a client id or secret alone oauth
+// (docs/configuration.md has the table). A JWT payload also means jwt: it
+// is useless to anything else, and saying "the private key is missing"
+// helps more than "set AUTH". CLIENT_ID or CLIENT_SECRET[_FILE] alone means
+// oauth, so that the missing half is named rather than a generic "cannot
+// tell".
+var authChosenBy = []struct {
+	kind     AuthKind
+	suffixes []string
+}{
+	{AuthJWT, []string{"CREDENTIALS_FILE", "PRIVATE_KEY", "PRIVATE_KEY_FILE", "JWT_PAYLOAD", "JWT_PAYLOAD_FILE"}},
+	{AuthToken, []string{"ACCESS_TOKEN", "ACCESS_TOKEN_FILE"}},
+	{AuthOAuth, []string{"CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE"}},
+}
+
+// inferAuth guesses the auth kind from the variables that are set, by
+// authChosenBy; "" when none is.
 func inferAuth(set func(suffix string) bool) AuthKind {
-	switch {
-	case set("CREDENTIALS_FILE") || set("PRIVATE_KEY") || set("PRIVATE_KEY_FILE") ||
-		set("JWT_PAYLOAD") || set("JWT_PAYLOAD_FILE"):
-		return AuthJWT
-	case set("ACCESS_TOKEN") || set("ACCESS_TOKEN_FILE"):
-		return AuthToken
-	case set("CLIENT_ID") || set("CLIENT_SECRET") || set("CLIENT_SECRET_FILE"):
-		return AuthOAuth
+	for _, a := range authChosenBy {
+		if slices.ContainsFunc(a.suffixes, set) {
+			return a.kind
+		}
 	}
 	return ""
 }
@@ -82,7 +92,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 
 	switch _, _, msg := checkListen(vs.Listen); {
 	case vs.Listen == "":
-		ps.add(v("LISTEN"), "required for this %s route: the address to listen on, e.g. 127.0.0.1:8082", typ)
+		ps.addMissing([]string{v("LISTEN")}, "required for this %s route: the address to listen on, e.g. 127.0.0.1:8082", typ)
 	case msg != "":
 		ps.add(v("LISTEN"), "%s", msg)
 	default:
@@ -93,7 +103,7 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 		if typ == TypeAEM {
 			hint = "the AEM URL, e.g. https://author-p12345-e67890.adobeaemcloud.com"
 		}
-		ps.add(v("UPSTREAM"), "required for this %s route: %s", typ, hint)
+		ps.addMissing([]string{v("UPSTREAM")}, "required for this %s route: %s", typ, hint)
 	} else if u, msg := parseHTTPURL(vs.Upstream); msg != "" {
 		ps.add(v("UPSTREAM"), "%s", msg)
 	} else {
@@ -108,7 +118,13 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 			ps.add(v("AUTH"), "must be one of jwt, oauth, token, none")
 		}
 	} else if r.Auth = inferAuth(set); r.Auth == "" {
-		ps.add(v("AUTH"), "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
+		suppliers := []string{v("AUTH")}
+		for _, a := range authChosenBy {
+			for _, suffix := range a.suffixes {
+				suppliers = append(suppliers, v(suffix))
+			}
+		}
+		ps.addMissing(suppliers, "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
 			"%s (AEM service credentials), %s with the other JWT variables, %s (a fixed token), or %s=none",
 			name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CLIENT_SECRET_FILE"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
 			v("ACCESS_TOKEN"), v("AUTH"))

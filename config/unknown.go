@@ -49,6 +49,8 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			msg := "unknown variable"
 			if s != "" {
 				msg += " (did you mean " + s + "?)"
+				// What s would have supplied is missing: not a second problem.
+				ps.dropMissingSuppliedBy(s)
 			}
 			ps.add(k, "%s", msg)
 			continue

@@ -14,6 +14,7 @@ type loader struct {
 	env     map[string]string // the IMSPROXY_ variables with a non-empty value
 	now     func() time.Time  // for certificate expiry
 	version string            // in the default X-Product, "imsproxy/<version>"
+	unknown unknownVars       // the variables that configure nothing
 }
 
 // Load reads the configuration from environ, in os.Environ form ("K=V"),
@@ -49,6 +50,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 	l.checkAdmin(&ps, cfg, g)
 
 	names := l.routeNames(&ps, g.Routes)
+	l.unknown = l.findUnknown(names, g.Routes != "")
 	_, imsSet := l.env[prefix+"IMS_URL"]
 	for _, n := range names {
 		r, rps := l.route(n, cfg.IMSURL, imsSet)
@@ -65,7 +67,7 @@ func load(environ []string, now func() time.Time, version string) (*Config, erro
 	checkListeners(&ps, cfg)
 	checkGuards(&ps, cfg)
 	checkFleet(&ps, cfg)
-	l.checkUnknown(&ps, names, g.Routes != "")
+	checkUnknown(&ps, l.unknown)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}

@@ -403,6 +403,13 @@ func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
 			"IMSPROXY_AEM_PRIVATE_KEY_FIEL: unknown variable (did you mean IMSPROXY_AEM_PRIVATE_KEY_FILE?)"},
 		{"the upstream", map[string]string{"IMSPROXY_ROUTES": "aem", "IMSPROXY_AEM_AUTH": "none", "IMSPROXY_AEM_UPSTRAEM": "https://author-p1-e2.adobeaemcloud.com"},
 			"IMSPROXY_AEM_UPSTRAEM: unknown variable (did you mean IMSPROXY_AEM_UPSTREAM?)"},
+		{"the JWT material that chooses the auth kind", with(aem,
+			"IMSPROXY_AEM_CLIENT_ID", "c", "IMSPROXY_AEM_CLIENT_SECRET", "s", "IMSPROXY_AEM_ORG_ID", "o@AdobeOrg",
+			"IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID", "t@techacct.adobe.com", "IMSPROXY_AEM_METASCOPES", "ent_aem_cloud_api",
+			"IMSPROXY_AEM_PRIVATE_KEY_FIEL", "/run/secrets/key.pem"),
+			"IMSPROXY_AEM_PRIVATE_KEY_FIEL: unknown variable (did you mean IMSPROXY_AEM_PRIVATE_KEY_FILE?)"},
+		{"the auth kind", with(aem, "IMSPROXY_AEM_AUHT", "none"),
+			"IMSPROXY_AEM_AUHT: unknown variable (did you mean IMSPROXY_AEM_AUTH?)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := loadProblems(t, tc.env); strings.Join(got, "\n") != tc.want {
@@ -413,6 +420,13 @@ func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
 	// What is missing for another reason is still said.
 	got := loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
 	wantProblems(t, got, "IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)")
+	// Also when the misspelt variable is the one that chose the auth
+	// kind: the other half of the credential is named, not hidden behind
+	// the misspelling until it is fixed.
+	got = loadProblems(t, with(aem, "IMSPROXY_AEM_CLIENTID", "c"))
+	wantProblems(t, got, "IMSPROXY_AEM_CLIENTID: unknown variable (did you mean IMSPROXY_AEM_CLIENT_ID?)",
+		"IMSPROXY_AEM_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_AEM_CLIENT_SECRET_FILE or IMSPROXY_AEM_CREDENTIALS_FILE)",
+		"IMSPROXY_AEM_SCOPES: required for AUTH=oauth...")
 }
 
 func TestLoad_UnknownVariables(t *testing.T) {

@@ -110,6 +110,10 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 		r.Upstream = u
 	}
 
+	// A misspelt variable (reported as such) chooses the kind as its
+	// meant name would, so that what else the kind needs is said in this
+	// round rather than once the name is fixed.
+	chooses := func(suffix string) bool { return set(suffix) || l.unknown.meant(v(suffix)) }
 	if set("AUTH") {
 		switch a := AuthKind(strings.ToLower(strings.TrimSpace(vs.Auth))); a {
 		case AuthJWT, AuthOAuth, AuthToken, AuthNone:
@@ -117,14 +121,9 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 		default:
 			ps.add(v("AUTH"), "must be one of jwt, oauth, token, none")
 		}
-	} else if r.Auth = inferAuth(set); r.Auth == "" {
-		suppliers := []string{v("AUTH")}
-		for _, a := range authChosenBy {
-			for _, suffix := range a.suffixes {
-				suppliers = append(suppliers, v(suffix))
-			}
-		}
-		ps.addMissing(suppliers, "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
+	} else if r.Auth = inferAuth(chooses); r.Auth == "" {
+		// AUTH set under a misspelt name is reported as the misspelling.
+		ps.addMissing([]string{v("AUTH")}, "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
 			"%s (AEM service credentials), %s with the other JWT variables, %s (a fixed token), or %s=none",
 			name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CLIENT_SECRET_FILE"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
 			v("ACCESS_TOKEN"), v("AUTH"))

@@ -5,15 +5,26 @@ import (
 	"strings"
 )
 
-// checkUnknown reports every IMSPROXY_ variable that configures nothing: a
-// typo (IMSPROXY_STOCK_CLIENTID) would otherwise leave a setting silently at
-// its default. routesSet tells whether IMSPROXY_ROUTES named the routes.
+// unknownVars is every IMSPROXY_ variable that configures nothing, sorted
+// out before the routes are loaded: a route's auth kind is then inferred
+// as if a misspelt variable had its meant name, so that what else that
+// kind needs is reported in the same round.
 //
 // A variable of a route that is not enabled is either a typo of an
 // enabled route's variable (IMSPROXY_STOK_CLIENT_ID), reported as such, or
 // one of a route left out of IMSPROXY_ROUTES, reported once for the route
 // however many of its variables are set.
-func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
+type unknownVars struct {
+	typos     map[string]string   // unknown variable → the known one it is nearest, or ""
+	disabled  map[string][]string // route not enabled → its variables that are set
+	misnamed  map[string]string   // route whose variables are set → the name listed for it
+	routesSet bool                // IMSPROXY_ROUTES named the routes
+}
+
+// findUnknown sorts out the variables that configure nothing: a typo
+// (IMSPROXY_STOCK_CLIENTID) would otherwise leave a setting silently at
+// its default. routesSet tells whether IMSPROXY_ROUTES named the routes.
+func (l *loader) findUnknown(names []string, routesSet bool) unknownVars {
 	known := map[string]bool{}
 	for _, g := range globalNames() {
 		known[g] = true
@@ -30,15 +41,15 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			known[routePrefix(n)+s] = true
 		}
 	}
-	misnamed := l.misnamedRoutes(names, routesSet)
-	disabled := map[string][]string{} // route not enabled → its variables that are set
+	u := unknownVars{typos: map[string]string{}, disabled: map[string][]string{},
+		misnamed: l.misnamedRoutes(names, routesSet), routesSet: routesSet}
 	for k := range l.env {
 		if known[k] {
 			continue
 		}
 		route := routeOf(k)
-		if misnamed[route] != "" {
-			disabled[route] = append(disabled[route], k)
+		if u.misnamed[route] != "" {
+			u.disabled[route] = append(u.disabled[route], k)
 			continue
 		}
 		s := closest(k, known)
@@ -46,19 +57,37 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			s = closestOfAnyRoute(k)
 		}
 		if route == "" || s != "" {
-			msg := "unknown variable"
-			if s != "" {
-				msg += " (did you mean " + s + "?)"
-				// What s would have supplied is missing: not a second problem.
-				ps.dropMissingSuppliedBy(s)
-			}
-			ps.add(k, "%s", msg)
+			u.typos[k] = s
 			continue
 		}
-		disabled[route] = append(disabled[route], k)
+		u.disabled[route] = append(u.disabled[route], k)
 	}
-	for route, vars := range disabled {
-		if listed := misnamed[route]; listed != "" {
+	return u
+}
+
+// meant reports whether v is set under a misspelt name.
+func (u unknownVars) meant(v string) bool {
+	for _, s := range u.typos {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUnknown reports the variables u found.
+func checkUnknown(ps *Problems, u unknownVars) {
+	for k, s := range u.typos {
+		msg := "unknown variable"
+		if s != "" {
+			msg += " (did you mean " + s + "?)"
+			// What s would have supplied is missing: not a second problem.
+			ps.dropMissingSuppliedBy(s)
+		}
+		ps.add(k, "%s", msg)
+	}
+	for route, vars := range u.disabled {
+		if listed := u.misnamed[route]; listed != "" {
 			// The listed route's own problems (no credentials, no
 			// upstream) all come from the typo: the one line says it.
 			*ps = slices.DeleteFunc(*ps, func(p Problem) bool { return routeOf(p.Var) == listed })
@@ -67,7 +96,7 @@ func (l *loader) checkUnknown(ps *Problems, names []string, routesSet bool) {
 			continue
 		}
 		how := "add " + route + " to IMSPROXY_ROUTES"
-		if !routesSet {
+		if !u.routesSet {
 			how = "IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it"
 		}
 		if len(vars) == 1 {

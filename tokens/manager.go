@@ -29,7 +29,9 @@ type Options struct {
 	Logger *slog.Logger     // nil = discard
 
 	// OnExchange, when set, is called after every exchange (metrics), once
-	// its outcome is recorded: Status read from it shows that exchange.
+	// its outcome is recorded: Status read from it shows that exchange,
+	// unless Replace swapped the credentials while it ran (its outcome
+	// then belongs to the old ones and is not recorded).
 	OnExchange func(Exchange)
 
 	MinBackoff    time.Duration // first retry delay after a failed exchange

@@ -88,14 +88,15 @@ func TestE2E_HealthProbesTheRunningProxy(t *testing.T) {
 
 // stopWithDelay starts a proxy whose SHUTDOWN_DELAY is delay in front of
 // the emulator, sends it SIGTERM once ready and returns when /readyz
-// answers 503.
-func stopWithDelay(t *testing.T, delay string) (*proxyProcess, map[string]string) {
+// answers 503, with when the signal was sent.
+func stopWithDelay(t *testing.T, delay string) (*proxyProcess, map[string]string, time.Time) {
 	t.Helper()
 	a := startAdobe(t, fakeadobe.Options{})
 	env := a.stockOAuthEnv(a.newCredentials(t, fakeadobe.CredentialOptions{}))
 	env["IMSPROXY_SHUTDOWN_DELAY"] = delay
 	p := startProxy(t, env)
 	p.waitReady()
+	sent := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func stopWithDelay(t *testing.T, delay string) (*proxyProcess, map[string]string
 		status, _, _ := httpGet(t, p.AdminURL()+"/readyz")
 		return status == http.StatusServiceUnavailable
 	})
-	return p, podEnv(p, env)
+	return p, podEnv(p, env), sent
 }
 
 // searchesDuringTheDelay sends n searches, each on a new connection (the
@@ -133,8 +134,9 @@ func TestE2E_ShutdownDelayServesTheLastCalls(t *testing.T) {
 	// see it run out halfway through the checks.
 	t.Run("the delay runs out", func(t *testing.T) {
 		const delay = 2 * time.Second
-		sent := time.Now()
-		p, _ := stopWithDelay(t, delay.String())
+		// Timed from the signal: from the start, a slow start alone
+		// could outlast the delay.
+		p, _, sent := stopWithDelay(t, delay.String())
 		if code := p.wait(30 * time.Second); code != 0 {
 			t.Fatalf("exit code %d, want 0", code)
 		}
@@ -148,7 +150,7 @@ func TestE2E_ShutdownDelayServesTheLastCalls(t *testing.T) {
 		}
 	})
 	t.Run("a second signal ends it", func(t *testing.T) {
-		p, pod := stopWithDelay(t, "1h")
+		p, pod, _ := stopWithDelay(t, "1h")
 		_, _, body := httpGet(t, p.AdminURL()+"/readyz")
 		var readyz struct{ Ready, Stopping bool }
 		if err := json.Unmarshal(body, &readyz); err != nil || readyz.Ready || !readyz.Stopping {

@@ -417,8 +417,16 @@ func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
 			}
 		})
 	}
+	// Of two names as near, the one not set is the likelier meant.
+	bp := map[string]string{"IMSPROXY_ROUTES": "bp1,bp2", "IMSPROXY_BP1_AUTH": "none", "IMSPROXY_BP2_AUTH": "none",
+		"IMSPROXY_BP1_LISTEN": "127.0.0.1:8091", "IMSPROXY_BP2_LISTEN": "127.0.0.1:8092", "IMSPROXY_BP1_UPSTREAM": "https://bp.example.com"}
+	got := loadProblems(t, with(bp, "IMSPROXY_BP3_UPSTREAM", "https://bp.example.com"))
+	if want := "IMSPROXY_BP3_UPSTREAM: unknown variable (did you mean IMSPROXY_BP2_UPSTREAM?)"; strings.Join(got, "\n") != want {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), want)
+	}
+
 	// What is missing for another reason is still said.
-	got := loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
+	got = loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
 	wantProblems(t, got, "IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)")
 	// Also when the misspelt variable is the one that chose the auth
 	// kind: the other half of the credential is named, not hidden behind

@@ -52,7 +52,7 @@ func (l *loader) findUnknown(names []string, routesSet bool) unknownVars {
 			u.disabled[route] = append(u.disabled[route], k)
 			continue
 		}
-		s := closest(k, known)
+		s := closest(k, known, l.env)
 		if route == "" && s == "" {
 			s = closestOfAnyRoute(k)
 		}
@@ -191,16 +191,29 @@ func closestOfAnyRoute(name string) string {
 
 // closest returns the known variable nearest to name (at most two edits,
 // underscores ignored), or "" when none is near enough to be a typo of it.
-func closest(name string, known map[string]bool) string {
+func closest(name string, known map[string]bool, set map[string]string) string {
 	squash := func(s string) string { return strings.ReplaceAll(s, "_", "") }
 	best, bestD := "", 3
 	for k := range known {
 		d := editDistance(squash(name), squash(k))
-		if d < bestD || (d == bestD && k < best) {
+		if d < bestD || (d == bestD && best != "" && preferred(k, best, set)) {
 			best, bestD = k, d
 		}
 	}
 	return best
+}
+
+// preferred tells whether a is the likelier meant of two names as near:
+// one that is not set yet (IMSPROXY_BP3_UPSTREAM beside routes bp1 and
+// bp2, where only bp1's is set, meant bp2's), then the first in order, so
+// that the answer does not depend on map order.
+func preferred(a, b string, set map[string]string) bool {
+	_, aSet := set[a]
+	_, bSet := set[b]
+	if aSet != bSet {
+		return !aSet
+	}
+	return a < b
 }
 
 // editDistance is the Levenshtein distance between a and b.

@@ -334,7 +334,11 @@ func (s *credentialSource) require(ps *Problems, c Credentials, sc serviceCreden
 			switch {
 			case a == "JWT_PAYLOAD" && payloadVar != "":
 				vars = append(vars, payloadVar, s.v(a))
-			case a != "CREDENTIALS_FILE":
+			case strings.HasSuffix(a, "_FILE"):
+				if a != "CREDENTIALS_FILE" {
+					vars = append(vars, s.v(a))
+				}
+			default:
 				vars = append(vars, s.v(a), s.v(a+"_FILE"))
 			}
 		}

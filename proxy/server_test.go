@@ -17,6 +17,7 @@ import (
 
 	"github.com/imsproxy/imsproxy/config"
 	"github.com/imsproxy/imsproxy/internal/testroute"
+	"github.com/imsproxy/imsproxy/internal/testutil"
 	"github.com/imsproxy/imsproxy/proxy/route"
 	"github.com/imsproxy/imsproxy/tokens"
 )
@@ -231,11 +232,16 @@ func TestProxy_IMSDownAtStartThen503ThenRecovery(t *testing.T) {
 	var rejected atomic.Int64
 	up := httptest.NewServer(strictUpstream(ims, &rejected))
 	t.Cleanup(up.Close)
-	// Room for a minute of retries: a full channel would stop the
+	// Retries are not waited for: a full channel must not stop the
 	// manager inside an exchange that the request below may join.
-	exchanges := make(chan tokens.Exchange, 3000)
+	exchanges := make(chan tokens.Exchange, 1)
 	opts := tokens.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-		OnExchange: func(e tokens.Exchange) { exchanges <- e }}
+		OnExchange: func(e tokens.Exchange) {
+			select {
+			case exchanges <- e:
+			default:
+			}
+		}}
 	front, mgr := startRoute(t, oauthRoute(t, up.URL, imsSrv.URL), opts, nil)
 	runManager(t, mgr)
 
@@ -252,11 +258,8 @@ func TestProxy_IMSDownAtStartThen503ThenRecovery(t *testing.T) {
 	}
 
 	ims.down.Store(false)
-	for e := range exchanges { // the backoff loop retries on its own
-		if e.Err == nil {
-			break
-		}
-	}
+	// The backoff loop retries on its own.
+	testutil.WaitFor(t, "a token once IMS is back", func() bool { return mgr.Status().Ready })
 	if s := get(t, front.URL+"/x"); s != 200 {
 		t.Fatalf("after IMS recovered: status %d", s)
 	}
@@ -285,7 +288,7 @@ func TestProxy_IMSDownWhileTokenValidCausesNoFailures(t *testing.T) {
 	failed := false
 	for after := 0; after < 20; {
 		if time.Now().After(usableUntil) {
-			t.Fatal("no refresh was attempted while the old token was valid: the test proved nothing")
+			t.Fatalf("the old token's usable time ran out first (refresh failed: %v, requests after: %d): the test proved nothing", failed, after)
 		}
 		if s := get(t, front.URL+"/x"); s != 200 {
 			t.Fatalf("request failed with %d while the old token was still valid (refresh failed: %v)", s, failed)

@@ -431,6 +431,10 @@ func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
 	// Also when the misspelt variable is the one that chose the auth
 	// kind: the other half of the credential is named, not hidden behind
 	// the misspelling until it is fixed.
+	// And a misspelt AUTH chooses the kind by its value.
+	got = loadProblems(t, with(aem, "IMSPROXY_AEM_AUHT", "jwt"))
+	wantProblems(t, got, "IMSPROXY_AEM_AUHT: unknown variable (did you mean IMSPROXY_AEM_AUTH?)",
+		"IMSPROXY_AEM_PRIVATE_KEY_FILE: required for AUTH=jwt...", "IMSPROXY_AEM_TECHNICAL_ACCOUNT_ID: required for AUTH=jwt...")
 	got = loadProblems(t, with(aem, "IMSPROXY_AEM_CLIENTID", "c"))
 	wantProblems(t, got, "IMSPROXY_AEM_CLIENTID: unknown variable (did you mean IMSPROXY_AEM_CLIENT_ID?)",
 		"IMSPROXY_AEM_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_AEM_CLIENT_SECRET_FILE or IMSPROXY_AEM_CREDENTIALS_FILE)",

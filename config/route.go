@@ -113,20 +113,24 @@ func (l *loader) route(name string, globalIMS string, globalIMSSet bool) (Route,
 	// A misspelt variable (reported as such) chooses the kind as its
 	// meant name would, so that what else the kind needs is said in this
 	// round rather than once the name is fixed.
-	chooses := func(suffix string) bool { return set(suffix) || l.unknown.meant(v(suffix)) }
-	if set("AUTH") {
-		switch a := AuthKind(strings.ToLower(strings.TrimSpace(vs.Auth))); a {
-		case AuthJWT, AuthOAuth, AuthToken, AuthNone:
-			r.Auth = a
-		default:
-			ps.add(v("AUTH"), "must be one of jwt, oauth, token, none")
+	chooses := func(suffix string) bool { return set(suffix) || l.unknown.misspelling(v(suffix)) != "" }
+	authValue, authSet := vs.Auth, set("AUTH")
+	if typo := l.unknown.misspelling(v("AUTH")); !authSet && typo != "" {
+		authValue = l.env[typo]
+	}
+	switch a := AuthKind(strings.ToLower(strings.TrimSpace(authValue))); {
+	case a == AuthJWT || a == AuthOAuth || a == AuthToken || a == AuthNone:
+		r.Auth = a
+	case authSet:
+		ps.add(v("AUTH"), "must be one of jwt, oauth, token, none")
+	default:
+		if r.Auth = inferAuth(chooses); r.Auth == "" {
+			// AUTH set under a misspelt name is reported as the misspelling.
+			ps.addMissing([]string{v("AUTH")}, "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
+				"%s (AEM service credentials), %s with the other JWT variables, %s (a fixed token), or %s=none",
+				name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CLIENT_SECRET_FILE"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
+				v("ACCESS_TOKEN"), v("AUTH"))
 		}
-	} else if r.Auth = inferAuth(chooses); r.Auth == "" {
-		// AUTH set under a misspelt name is reported as the misspelling.
-		ps.addMissing([]string{v("AUTH")}, "no credentials for route %s: set %s and %s or %s (OAuth server-to-server), "+
-			"%s (AEM service credentials), %s with the other JWT variables, %s (a fixed token), or %s=none",
-			name, v("CLIENT_ID"), v("CLIENT_SECRET"), v("CLIENT_SECRET_FILE"), v("CREDENTIALS_FILE"), v("PRIVATE_KEY_FILE"),
-			v("ACCESS_TOKEN"), v("AUTH"))
 	}
 
 	src := &credentialSource{prefix: pfx, typ: typ, auth: r.Auth, vars: vs, now: l.now,

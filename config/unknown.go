@@ -65,14 +65,14 @@ func (l *loader) findUnknown(names []string, routesSet bool) unknownVars {
 	return u
 }
 
-// meant reports whether v is set under a misspelt name.
-func (u unknownVars) meant(v string) bool {
-	for _, s := range u.typos {
+// misspelling returns the misspelt name v is set under, or "".
+func (u unknownVars) misspelling(v string) string {
+	for k, s := range u.typos {
 		if s == v {
-			return true
+			return k
 		}
 	}
-	return false
+	return ""
 }
 
 // checkUnknown reports the variables u found.

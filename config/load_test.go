@@ -486,6 +486,9 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_STOK_CLIENT_SECRET: unknown variable (did you mean IMSPROXY_STOCK_CLIENT_SECRET?)"}},
 		{"typo of a route's name in IMSPROXY_ROUTES: one line naming it", with(oauthStock(), "IMSPROXY_ROUTES", "stok"), []string{
 			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 3 (IMSPROXY_STOCK_*): did you mean stock?"}},
+		{"typo of a route's name in IMSPROXY_ROUTES and of one of its variables", with(oauthStock(), "IMSPROXY_ROUTES", "stok", "IMSPROXY_STOCK_TIMEOUTS", "5s"), []string{
+			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 3 (IMSPROXY_STOCK_*): did you mean stock?",
+			"IMSPROXY_STOCK_TIMEOUTS: unknown variable (did you mean IMSPROXY_STOCK_TIMEOUT?)"}},
 		{"typo of a route's name in IMSPROXY_ROUTES, its route complete in one variable", map[string]string{
 			"IMSPROXY_ROUTES": "stok", "IMSPROXY_STOCK_ACCESS_TOKEN": "a-fixed-token"}, []string{
 			"IMSPROXY_ROUTES: lists route stok, none of whose variables is set, while route stock, not listed, has 1 (IMSPROXY_STOCK_*): did you mean stock?"}},

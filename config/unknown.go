@@ -52,7 +52,7 @@ func (l *loader) findUnknown(names []string, routesSet bool) unknownVars {
 			u.disabled[route] = append(u.disabled[route], k)
 			continue
 		}
-		s := closest(k, known, l.env)
+		s := u.asMeant(closest(k, known, l.env))
 		if route == "" && s == "" {
 			s = closestOfAnyRoute(k)
 		}
@@ -63,6 +63,20 @@ func (l *loader) findUnknown(names []string, routesSet bool) unknownVars {
 		u.disabled[route] = append(u.disabled[route], k)
 	}
 	return u
+}
+
+// asMeant returns known variable v under the route name IMSPROXY_ROUTES
+// meant, when v's route is a misspelt one (IMSPROXY_STOCK_CLIENT_ID for
+// IMSPROXY_STOK_CLIENT_ID with IMSPROXY_ROUTES=stok): the suggestion then
+// agrees with the one for the route.
+func (u unknownVars) asMeant(v string) string {
+	listed := routeOf(v)
+	for meant, l := range u.misnamed {
+		if l == listed {
+			return routePrefix(meant) + strings.TrimPrefix(v, routePrefix(listed))
+		}
+	}
+	return v
 }
 
 // misspelling returns the misspelt name v is set under, or "".

@@ -79,14 +79,16 @@ func (u unknownVars) asMeant(v string) string {
 	return v
 }
 
-// misspelling returns the misspelt name v is set under, or "".
+// misspelling returns the misspelt name v is set under, or "" (of two,
+// the first in order, so that the outcome does not depend on map order).
 func (u unknownVars) misspelling(v string) string {
+	found := ""
 	for k, s := range u.typos {
-		if s == v {
-			return k
+		if s == v && (found == "" || k < found) {
+			found = k
 		}
 	}
-	return ""
+	return found
 }
 
 // checkUnknown reports the variables u found.

@@ -141,9 +141,9 @@ func TestOnLoopback(t *testing.T) {
 // configuration, finds the address Load would use.
 func TestAdminListen_AgreesWithLoad(t *testing.T) {
 	for _, env := range []map[string]string{oauthStock(), with(oauthStock(), "IMSPROXY_ADMIN_LISTEN", "127.0.0.1:19999")} {
-		addr, variable := AdminListen(environ(env))
-		if c := mustLoad(t, env); addr != c.AdminListen || variable != "IMSPROXY_ADMIN_LISTEN" {
-			t.Errorf("AdminListen = %q, %q; Load uses %q", addr, variable, c.AdminListen)
+		addr := AdminListen(environ(env))
+		if c := mustLoad(t, env); addr != c.AdminListen || AdminListenVariable != "IMSPROXY_ADMIN_LISTEN" {
+			t.Errorf("AdminListen = %q, %q; Load uses %q", addr, AdminListenVariable, c.AdminListen)
 		}
 	}
 }

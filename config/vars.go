@@ -168,22 +168,26 @@ func routeSuffixes() []string { return varNames(&routeVars{}) }
 
 // AdminListen returns the admin listener's address as environ sets it (the
 // last setting wins, as in a process's environment), or its default when
-// unset or empty, and the variable's name. It is what `imsproxy health`
-// needs to find the listener without loading the rest of the
-// configuration, which is the server's business: a probe must not fail on
-// a setting that has nothing to do with reaching it.
-func AdminListen(environ []string) (addr, variable string) {
+// unset or empty. It is what `imsproxy health` needs to find the listener
+// without loading the rest of the configuration, which is the server's
+// business: a probe must not fail on a setting that has nothing to do with
+// reaching it.
+func AdminListen(environ []string) string {
+	addr := ""
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == AdminListenVariable {
 			addr = v
 		}
 	}
-	return cmp.Or(addr, adminListenField().Tag.Get("envDefault")), AdminListenVariable
+	return cmp.Or(addr, AdminListenDefault)
 }
 
-// AdminListenVariable names the admin listener's address, as its tag in
-// globalVars spells it.
-var AdminListenVariable = prefix + adminListenField().Tag.Get("env")
+// AdminListenVariable names the admin listener's address, and
+// AdminListenDefault is its default, as the tags in globalVars have them.
+var (
+	AdminListenVariable = prefix + adminListenField().Tag.Get("env")
+	AdminListenDefault  = adminListenField().Tag.Get("envDefault")
+)
 
 func adminListenField() reflect.StructField {
 	field, _ := reflect.TypeFor[globalVars]().FieldByName("AdminListen")

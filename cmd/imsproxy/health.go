@@ -25,10 +25,9 @@ import (
 // configuration is the server's business, and a probe runs with the
 // container's environment) and gives up within -timeout.
 func health(args, environ []string, stdout, stderr io.Writer) int {
-	defaultListen, variable := config.AdminListen(nil)
 	fs := newFlags("health", "usage: imsproxy health [-live] [-url URL] [-timeout 2s]\n\n"+
 		"Asks the running proxy's admin listener for /readyz (or /healthz with -live), as a container\n"+
-		"probe does. Without -url it reads "+variable+" (default "+defaultListen+") and, when\n"+
+		"probe does. Without -url it reads "+config.AdminListenVariable+" (default "+config.AdminListenDefault+") and, when\n"+
 		"that is a wildcard address such as 0.0.0.0:9090, asks on loopback.\n"+
 		"Exit status: 0 the answer is 200, 1 anything else (the reason is on stderr), 2 usage.\n", stdout, stderr)
 	live := fs.Bool("live", false, "ask /healthz (the process serves) instead of /readyz (every route holds a valid token)")
@@ -163,17 +162,16 @@ func notReady(body []byte) string {
 	return ": " + strings.Join(why, "; ")
 }
 
-// adminHosts returns where to reach an admin listener on listen, which
-// variable sets: the address itself, or the loopback addresses when it
-// listens on every interface.
-func adminHosts(listen, variable string) ([]string, error) {
+// adminHosts returns where to reach an admin listener on listen (as
+// IMSPROXY_ADMIN_LISTEN sets it): the address itself, or the loopback
+// addresses when it listens on every interface.
+func adminHosts(listen string) ([]string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil || port == "" {
-		defaultListen, _ := config.AdminListen(nil)
-		return nil, fmt.Errorf("%s=%s: must be host:port, e.g. %s", variable, listen, defaultListen)
+		return nil, fmt.Errorf("%s=%s: must be host:port, e.g. %s", config.AdminListenVariable, listen, config.AdminListenDefault)
 	}
 	if port == "0" {
-		return nil, fmt.Errorf("%s=%s: port 0 picks a free port at start; pass the one it picked with -url", variable, listen)
+		return nil, fmt.Errorf("%s=%s: port 0 picks a free port at start; pass the one it picked with -url", config.AdminListenVariable, listen)
 	}
 	ip := net.ParseIP(host)
 	switch {

@@ -163,6 +163,14 @@ func loadProblems(t *testing.T, env map[string]string) []string {
 	return lines
 }
 
+// wantOnly fails unless got is want, problem for problem, in Error's order.
+func wantOnly(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
 // wantProblems checks that every wanted line is among the problems. A
 // wanted line ending in "..." matches by prefix.
 func wantProblems(t *testing.T, got []string, want ...string) {

@@ -412,21 +412,17 @@ func TestLoad_AMisspeltVariableIsOneProblem(t *testing.T) {
 			"IMSPROXY_AEM_AUHT: unknown variable (did you mean IMSPROXY_AEM_AUTH?)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := loadProblems(t, tc.env); strings.Join(got, "\n") != tc.want {
-				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), tc.want)
-			}
+			wantOnly(t, loadProblems(t, tc.env), tc.want)
 		})
 	}
 	// Of two names as near, the one not set is the likelier meant.
 	bp := map[string]string{"IMSPROXY_ROUTES": "bp1,bp2", "IMSPROXY_BP1_AUTH": "none", "IMSPROXY_BP2_AUTH": "none",
 		"IMSPROXY_BP1_LISTEN": "127.0.0.1:8091", "IMSPROXY_BP2_LISTEN": "127.0.0.1:8092", "IMSPROXY_BP1_UPSTREAM": "https://bp.example.com"}
-	got := loadProblems(t, with(bp, "IMSPROXY_BP3_UPSTREAM", "https://bp.example.com"))
-	if want := "IMSPROXY_BP3_UPSTREAM: unknown variable (did you mean IMSPROXY_BP2_UPSTREAM?)"; strings.Join(got, "\n") != want {
-		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), want)
-	}
+	wantOnly(t, loadProblems(t, with(bp, "IMSPROXY_BP3_UPSTREAM", "https://bp.example.com")),
+		"IMSPROXY_BP3_UPSTREAM: unknown variable (did you mean IMSPROXY_BP2_UPSTREAM?)")
 
 	// What is missing for another reason is still said.
-	got = loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
+	got := loadProblems(t, with(noSecret, "IMSPROXY_STOCK_CLIENTID", "c"))
 	wantProblems(t, got, "IMSPROXY_STOCK_CLIENT_SECRET: required for AUTH=oauth (or set IMSPROXY_STOCK_CLIENT_SECRET_FILE or IMSPROXY_STOCK_CREDENTIALS_FILE)")
 	// Also when the misspelt variable is the one that chose the auth
 	// kind: the other half of the credential is named, not hidden behind
@@ -512,10 +508,7 @@ func TestLoad_VariablesOfARouteNotEnabled(t *testing.T) {
 			"IMSPROXY_ROUTES: route bp is not enabled, but 2 of its variables are set (IMSPROXY_BP_*): IMSPROXY_ROUTES is unset, so only stock and aem are enabled: list your routes in it, or unset them"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := loadProblems(t, tc.env)
-			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
-				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
-			}
+			wantOnly(t, loadProblems(t, tc.env), tc.want...)
 		})
 	}
 }

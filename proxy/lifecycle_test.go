@@ -126,17 +126,7 @@ func TestServer_ListenNamesTheVariableOfAPortInUse(t *testing.T) {
 		{"address of no interface", "192.0.2.1:0", "127.0.0.1:0", "IMSPROXY_STOCK_LISTEN 192.0.2.1:0 cannot be listened on: no interface of this machine has that address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := testroute.Stock(t, "http://127.0.0.1:1")
-			rc.Auth, rc.Listen = config.AuthNone, tc.route
-			srv, err := New(&config.Config{AdminListen: tc.admin, Routes: []config.Route{*rc}}, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = srv.Listen()
-			if err == nil {
-				_ = srv.Close()
-				t.Fatal("Listen succeeded")
-			}
+			srv, err := listenFailing(t, tc.route, tc.admin)
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Errorf("Listen = %q, want %q", err, tc.want)
 			}
@@ -145,6 +135,25 @@ func TestServer_ListenNamesTheVariableOfAPortInUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listenFailing is the Server of a stock route on routeListen and an admin
+// listener on adminListen, and the error of its Listen, which the test
+// expects to fail.
+func listenFailing(t *testing.T, routeListen, adminListen string) (*Server, error) {
+	t.Helper()
+	rc := testroute.Stock(t, "http://127.0.0.1:1")
+	rc.Auth, rc.Listen = config.AuthNone, routeListen
+	srv, err := New(&config.Config{AdminListen: adminListen, Routes: []config.Route{*rc}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		return srv, err
+	}
+	_ = srv.Close()
+	t.Fatal("Listen succeeded")
+	return nil, nil
 }
 
 // busyAddr is a loopback address something listens on until the test ends.
@@ -162,17 +171,7 @@ func busyAddr(t *testing.T) string {
 // then told of the next was how an operator met them.
 func TestServer_ListenNamesEveryPortInUseAtOnce(t *testing.T) {
 	busy := [2]string{busyAddr(t), busyAddr(t)}
-	rc := testroute.Stock(t, "http://127.0.0.1:1")
-	rc.Auth, rc.Listen = config.AuthNone, busy[0]
-	srv, err := New(&config.Config{AdminListen: busy[1], Routes: []config.Route{*rc}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = srv.Listen()
-	if err == nil {
-		_ = srv.Close()
-		t.Fatal("Listen succeeded")
-	}
+	_, err := listenFailing(t, busy[0], busy[1])
 	lines := strings.Split(err.Error(), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "IMSPROXY_STOCK_LISTEN "+busy[0]+" is in use") ||
 		!strings.HasPrefix(lines[1], "IMSPROXY_ADMIN_LISTEN "+busy[1]+" is in use") {

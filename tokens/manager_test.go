@@ -368,10 +368,9 @@ func BenchmarkManager_Token(b *testing.B) {
 func TestManager_ExchangeEndsWithRun(t *testing.T) {
 	src := &fakeSource{lifetime: time.Hour, started: make(chan struct{}, 1), release: make(chan struct{})}
 	src.now = time.Now
-	logs := &testutil.Buffer{}
-	var reported atomic.Int64
-	m := NewManager("stock", src, Options{FetchTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		OnExchange: func(Exchange) { reported.Add(1) }})
+	opts, logs, reported := watched()
+	opts.FetchTimeout = time.Hour
+	m := NewManager("stock", src, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
@@ -423,10 +422,8 @@ func TestManager_TokenWaitsAtMostWait(t *testing.T) {
 // A reload under way when the proxy stops is cut off like Run's own
 // exchange: an error for the reload, no "token exchange failed" line.
 func TestManager_ReplaceCutOffByTheStopIsNotAnIMSFailure(t *testing.T) {
-	logs := &testutil.Buffer{}
-	var reported atomic.Int64
-	m := NewManager("stock", &fakeSource{now: time.Now, lifetime: time.Hour}, Options{
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), OnExchange: func(Exchange) { reported.Add(1) }})
+	opts, logs, reported := watched()
+	m := NewManager("stock", &fakeSource{now: time.Now, lifetime: time.Hour}, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the stop, before IMS answered
 	next := &fakeSource{now: time.Now, lifetime: time.Hour, release: make(chan struct{})}
@@ -446,9 +443,7 @@ func TestManager_StatusIsCurrentWhenAnExchangeIsReported(t *testing.T) {
 	clock := newFakeClock()
 	src := &fakeSource{now: clock.Now, lifetime: time.Hour}
 	src.failWith(errIMSDown)
-	var seen []Status
-	var m *Manager
-	m = NewManager("stock", src, Options{Now: clock.Now, OnExchange: func(Exchange) { seen = append(seen, m.Status()) }})
+	m, seen := statusAtEachReport(clock, src)
 
 	_, _ = m.Token(context.Background())
 	src.recover()
@@ -456,13 +451,13 @@ func TestManager_StatusIsCurrentWhenAnExchangeIsReported(t *testing.T) {
 	if _, err := m.Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 2 {
-		t.Fatalf("%d exchanges reported, want 2", len(seen))
+	if len(*seen) != 2 {
+		t.Fatalf("%d exchanges reported, want 2", len(*seen))
 	}
-	if failed := seen[0]; failed.Ready || failed.LastError == "" {
+	if failed := (*seen)[0]; failed.Ready || failed.LastError == "" {
 		t.Errorf("status when the failed exchange was reported = %+v, want its error", failed)
 	}
-	if recovered := seen[1]; !recovered.Ready || recovered.LastError != "" {
+	if recovered := (*seen)[1]; !recovered.Ready || recovered.LastError != "" {
 		t.Errorf("status when the good exchange was reported = %+v, want ready without error", recovered)
 	}
 }
@@ -473,18 +468,32 @@ func TestManager_StatusIsCurrentWhenAReloadIsReported(t *testing.T) {
 	clock := newFakeClock()
 	old := &fakeSource{now: clock.Now, lifetime: time.Hour}
 	old.failWith(errIMSDown)
-	var seen []Status
-	var m *Manager
-	m = NewManager("stock", old, Options{Now: clock.Now, OnExchange: func(Exchange) { seen = append(seen, m.Status()) }})
+	m, seen := statusAtEachReport(clock, old)
 	_, _ = m.Token(context.Background())
 
 	if err := m.Replace(context.Background(), &fakeSource{now: clock.Now, lifetime: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 2 {
-		t.Fatalf("%d exchanges reported, want 2", len(seen))
+	if len(*seen) != 2 {
+		t.Fatalf("%d exchanges reported, want 2", len(*seen))
 	}
-	if reloaded := seen[1]; !reloaded.Ready || reloaded.LastError != "" || !reloaded.Obtained.Equal(clock.Now()) {
+	if reloaded := (*seen)[1]; !reloaded.Ready || reloaded.LastError != "" || !reloaded.Obtained.Equal(clock.Now()) {
 		t.Errorf("status when the reload's exchange was reported = %+v, want the new token, ready, without error", reloaded)
 	}
+}
+
+// watched returns Options that log to logs and count in reported each
+// exchange the Manager reports.
+func watched() (opts Options, logs *testutil.Buffer, reported *atomic.Int64) {
+	logs, reported = &testutil.Buffer{}, &atomic.Int64{}
+	return Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), OnExchange: func(Exchange) { reported.Add(1) }}, logs, reported
+}
+
+// statusAtEachReport returns a Manager of src that records, each time it
+// reports an exchange, its Status at that moment.
+func statusAtEachReport(clock *testutil.Clock, src Source) (*Manager, *[]Status) {
+	var seen []Status
+	var m *Manager
+	m = NewManager("stock", src, Options{Now: clock.Now, OnExchange: func(Exchange) { seen = append(seen, m.Status()) }})
+	return m, &seen
 }
